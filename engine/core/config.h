@@ -1,0 +1,50 @@
+/* core/config.h — the engine's configuration, read once from the environment.
+ *
+ * Names follow the seed (PORT, DATABASE_URL, REDIS_URL, REGISTRY_URL, ANTHROPIC_API_KEY,
+ * SOLANA_RPC_URL, NETWORK, ESCROW_KEYPAIR) plus x402r's own (CATALOG_FILE, POLICY_DIR,
+ * PLUGIN_DIR, X402R_HOME and the tuning knobs below). A bad value is reported with the
+ * variable's name and what was expected; the CLI exits with status 2. docs/configuration.md
+ * is the table of record and must stay in step with x4_config_load(). */
+#ifndef X4_CORE_CONFIG_H
+#define X4_CORE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int port;                   /* PORT, default 5000; 0 = pick a free port */
+    char *bind;                 /* BIND_ADDRESS, default 0.0.0.0 */
+    char *database_url;         /* DATABASE_URL; NULL = embedded private PostgreSQL */
+    char *redis_url;            /* REDIS_URL; NULL = embedded private redis-server */
+    char *registry_url;         /* REGISTRY_URL: x402-upl registry base URL, optional */
+    char *anthropic_api_key;    /* ANTHROPIC_API_KEY, optional (never logged) */
+    char *solana_rpc_url;       /* SOLANA_RPC_URL, default https://api.devnet.solana.com */
+    char *network;              /* NETWORK: devnet | mainnet | testnet | solana:<genesis>, default devnet */
+    char *escrow_keypair;       /* ESCROW_KEYPAIR: base64 of 64 bytes (never logged) */
+    char *catalog_file;         /* CATALOG_FILE, optional */
+    char *policy_dir;           /* POLICY_DIR, default policies/ */
+    char *plugin_dir;           /* PLUGIN_DIR, default plugins/ */
+    char *home;                 /* X402R_HOME, default ./.x402r */
+    char *sql_dir;              /* X402R_SQL_DIR, default <source>/sql */
+    int64_t approval_ttl_ms;    /* APPROVAL_TTL_MS, default 900000 (15 min) */
+    int64_t lease_ms;           /* LEASE_MS, default 15000: a dead process's workflows resume after this */
+    int64_t step_timeout_ms;    /* STEP_TIMEOUT_MS, default 30000 */
+    int64_t connect_timeout_ms; /* CONNECT_TIMEOUT_MS, default 5000 */
+    int64_t max_response_bytes; /* MAX_RESPONSE_BYTES, default 8 MiB */
+    int max_concurrency;        /* MAX_CONCURRENCY: running steps per process, default 256 */
+    int workflow_concurrency;   /* WORKFLOW_CONCURRENCY: running steps per workflow, default 16 */
+    int retry_max_attempts;     /* RETRY_MAX_ATTEMPTS, default 3 */
+    int64_t retry_base_ms;      /* RETRY_BASE_MS, default 200 */
+    double retry_factor;        /* RETRY_FACTOR, default 2 (a ratio, never money) */
+    int64_t retry_max_delay_ms; /* RETRY_MAX_DELAY_MS, default 10000 */
+    int pg_pool;                /* PG_POOL: connections per process, default 4 */
+    int ws_queue_max;           /* WS_QUEUE_MAX: queued messages per WebSocket before disconnect, default 1024 */
+    char *log_level;            /* LOG_LEVEL, default info */
+} x4_config;
+
+/* Fills cfg from the environment. On error returns -1 and writes
+ * "VARIABLE: expected ..., got '...'" into err. */
+int x4_config_load(x4_config *cfg, char *err, size_t errlen);
+void x4_config_free(x4_config *cfg);
+
+#endif
