@@ -1,0 +1,356 @@
+/* core/cli_run.c — `x402r run "task"`: the whole product in one terminal command.
+ *
+ * Starts the engine in-process (embedded servers by default, no HTTP listener, claiming no
+ * other process's work), creates the workflow for the local user "local", plans it, prints the
+ * plan and its cost, asks for confirmation (--yes skips), approves and runs it, and shows live
+ * progress from the engine's own event stream: on a TTY a redrawn step list with a progress
+ * bar, otherwise one plain line per event. Prints the sink outputs and the total cost at the
+ * end. Exit status 0 only when the workflow completed. Ctrl-C stops the process; an approved
+ * workflow stays executing and `x402r serve` on the same database resumes it. */
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/cli.h"
+#include "core/engine.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "exec/sched.h"
+#include "exec/workflow.h"
+#include "plan/catalog.h"
+#include "store/pg.h"
+
+#define LOCAL_USER "local"
+#define MAX_STEPS 256
+
+typedef struct {
+    char id[72];
+    char service[96];
+    char status[16];
+    int attempts;
+} row;
+
+typedef struct {
+    x4_engine e;
+    char wf[96];
+    int yes;
+    int tty;
+    row rows[MAX_STEPS];
+    int nrows;
+    int drawn;            /* lines of the last redraw */
+    uv_tty_t tin;
+    uv_pipe_t pin;
+    uv_stream_t *in;
+    char answer[64];
+    size_t alen;
+    char est[40];
+} run_ui;
+
+static run_ui g_ui;
+
+static void redraw(run_ui *u) {
+    if (!u->tty || u->nrows == 0) return;
+    if (u->drawn) printf("\033[%dA", u->drawn);
+    int done = 0;
+    for (int i = 0; i < u->nrows; i++) {
+        const char *st = u->rows[i].status;
+        if (!strcmp(st, "succeeded") || !strcmp(st, "failed") || !strcmp(st, "skipped")) done++;
+        const char *mark = !strcmp(st, "succeeded") ? "\033[32m✔\033[0m"
+                         : !strcmp(st, "failed")    ? "\033[31m✘\033[0m"
+                         : !strcmp(st, "skipped")   ? "\033[90m-\033[0m"
+                         : !strcmp(st, "running")   ? "\033[33m▶\033[0m"
+                         : !strcmp(st, "retrying")  ? "\033[35m↻\033[0m"
+                                                    : " ";
+        printf("\033[K  %s %-12s %-28s %-10s", mark, u->rows[i].id, u->rows[i].service, st);
+        if (u->rows[i].attempts > 1) printf(" (attempt %d)", u->rows[i].attempts);
+        printf("\n");
+    }
+    int width = 30, fill = u->nrows ? done * width / u->nrows : 0;
+    printf("\033[K  [");
+    for (int i = 0; i < width; i++) putchar(i < fill ? '#' : '.');
+    printf("] %d/%d steps\n", done, u->nrows);
+    u->drawn = u->nrows + 1;
+    fflush(stdout);
+}
+
+static row *find_row(run_ui *u, const char *id) {
+    for (int i = 0; i < u->nrows; i++)
+        if (!strcmp(u->rows[i].id, id)) return &u->rows[i];
+    return NULL;
+}
+
+static void print_outputs(json_t *output) {
+    const char *k;
+    json_t *v;
+    printf("\nOutputs:\n");
+    json_object_foreach(output, k, v) {
+        printf("── %s ──\n", k);
+        /* An object with one string field (a report, a summary) prints as text. */
+        if (json_is_object(v) && json_object_size(v) == 1) {
+            const char *only = NULL;
+            json_t *ov;
+            json_object_foreach(v, only, ov) {}
+            ov = json_object_get(v, only);
+            if (json_is_string(ov)) {
+                printf("%s\n", json_string_value(ov));
+                continue;
+            }
+        }
+        char *s = json_dumps(v, JSON_INDENT(2) | JSON_ENCODE_ANY);
+        printf("%s\n", s ? s : "null");
+        free(s);
+    }
+}
+
+static void finish(run_ui *u, int code) {
+    if (u->in && !uv_is_closing((uv_handle_t *)u->in)) uv_close((uv_handle_t *)u->in, NULL);
+    x4_engine_stop(&u->e, code);
+}
+
+static void on_approved(PGresult *res, const char *err, void *ud) {
+    run_ui *u = ud;
+    if (err || PQntuples(res) == 0) {
+        fprintf(stderr, "x402r run: approval failed: %s\n", err ? err : "the workflow is no longer awaiting approval");
+        finish(u, 1);
+        return;
+    }
+    x4_events_publish_rows(&u->e, res);
+    x4_sched_resume(&u->e, u->wf);
+}
+
+static void approve(run_ui *u) {
+    char lease[24];
+    snprintf(lease, sizeof lease, "%lld", (long long)u->e.cfg.lease_ms);
+    const char *params[] = {u->wf, LOCAL_USER, u->e.owner, lease};
+    x4_pg_query(u->e.pg, "SELECT " X4_EV_COLS " FROM x4_wf_approve($1, $2, $3, $4::bigint) e", 4, params, on_approved,
+                u);
+}
+
+static void on_cancelled(PGresult *res, const char *err, void *ud) {
+    run_ui *u = ud;
+    if (!err) x4_events_publish_rows(&u->e, res);
+    else finish(u, 1);
+}
+
+static void decide(run_ui *u, const char *answer) {
+    if (answer[0] == 'y' || answer[0] == 'Y') {
+        approve(u);
+        return;
+    }
+    printf("Not approved; cancelling.\n");
+    const char *params[] = {u->wf, LOCAL_USER};
+    x4_pg_query(u->e.pg, "SELECT " X4_EV_COLS " FROM x4_wf_cancel($1, $2) e", 2, params, on_cancelled, u);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    static char mem[256];
+    (void)h;
+    (void)suggested;
+    *buf = uv_buf_init(mem, sizeof mem);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+    run_ui *u = &g_ui;
+    if (n < 0) { /* EOF: no answer is a no */
+        uv_read_stop(s);
+        decide(u, "n");
+        return;
+    }
+    for (ssize_t i = 0; i < n; i++) {
+        if (buf->base[i] == '\n') {
+            u->answer[u->alen] = 0;
+            uv_read_stop(s);
+            decide(u, u->answer);
+            return;
+        }
+        if (u->alen + 1 < sizeof u->answer) u->answer[u->alen++] = buf->base[i];
+    }
+}
+
+static void ask(run_ui *u) {
+    printf("Approve and run it for %s USDC? [y/N] ", u->est);
+    fflush(stdout);
+    uv_handle_type t = uv_guess_handle(0);
+    if (t == UV_TTY && uv_tty_init(u->e.loop, &u->tin, 0, 1) == 0) u->in = (uv_stream_t *)&u->tin;
+    else if (t == UV_NAMED_PIPE && uv_pipe_init(u->e.loop, &u->pin, 0) == 0 && uv_pipe_open(&u->pin, 0) == 0)
+        u->in = (uv_stream_t *)&u->pin;
+    if (u->in) {
+        uv_read_start(u->in, on_alloc, on_read);
+        return;
+    }
+    /* A regular file (or nothing): reading it cannot stall. */
+    char line[64] = "";
+    if (!fgets(line, sizeof line, stdin)) line[0] = 0;
+    decide(u, line);
+}
+
+static void on_event(const x4_event *ev, void *ud) {
+    run_ui *u = ud;
+    if (strcmp(ev->workflow_id, u->wf) != 0) return;
+    json_error_t jerr;
+    json_t *env = json_loadb(ev->envelope, ev->envelope_len, 0, &jerr);
+    json_t *d = json_object_get(env, "data");
+    const char *step = json_string_value(json_object_get(d, "stepId"));
+    const char *t = ev->type;
+    if (!strcmp(t, "workflow.plan_ready")) {
+        json_t *steps = json_object_get(json_object_get(d, "plan"), "steps");
+        const char *amount = json_string_value(json_object_get(json_object_get(d, "estimatedCost"), "amount"));
+        snprintf(u->est, sizeof u->est, "%s", amount ? amount : "?");
+        printf("Plan (%zu steps, estimated cost %s USDC):\n", json_array_size(steps), u->est);
+        size_t i;
+        json_t *s;
+        json_array_foreach(steps, i, s) {
+            if (u->nrows >= MAX_STEPS) break;
+            row *r = &u->rows[u->nrows++];
+            snprintf(r->id, sizeof r->id, "%s", json_string_value(json_object_get(s, "id")) ?: "?");
+            snprintf(r->service, sizeof r->service, "%s", json_string_value(json_object_get(s, "service")) ?: "?");
+            snprintf(r->status, sizeof r->status, "pending");
+            char *inputs = json_dumps(json_object_get(s, "inputs"), JSON_COMPACT);
+            json_t *deps = json_object_get(s, "dependsOn");
+            char *dj = json_dumps(deps, JSON_COMPACT);
+            printf("  %-12s %-28s inputs %s%s%s\n", r->id, r->service, inputs ? inputs : "{}",
+                   json_array_size(deps) ? "  after " : "", json_array_size(deps) ? dj : "");
+            free(inputs);
+            free(dj);
+        }
+    } else if (!strcmp(t, "workflow.awaiting_approval")) {
+        if (u->yes) {
+            printf("Approved (--yes).\n");
+            approve(u);
+        } else {
+            ask(u);
+        }
+    } else if (!strcmp(t, "workflow.executing")) {
+        printf("Executing:\n");
+        redraw(u);
+    } else if (step && !strncmp(t, "step.", 5)) {
+        row *r = find_row(u, step);
+        const char *st = !strcmp(t, "step.started")     ? "running"
+                       : !strcmp(t, "step.completed")   ? "succeeded"
+                       : !strcmp(t, "step.retrying")    ? "retrying"
+                       : !strcmp(t, "step.failed")      ? "failed"
+                       : !strcmp(t, "step.skipped")     ? "skipped"
+                                                        : NULL;
+        json_t *att = json_object_get(d, "attempt");
+        if (r && st) {
+            snprintf(r->status, sizeof r->status, "%s", st);
+            if (json_is_integer(att)) r->attempts = (int)json_integer_value(att);
+        }
+        if (u->tty) redraw(u);
+        else {
+            const char *er = json_string_value(json_object_get(d, "error"));
+            printf("step %s %s%s%s\n", step, st ? st : t + 5, er ? ": " : "", er ? er : "");
+            fflush(stdout);
+        }
+    } else if (!strcmp(t, "workflow.completed")) {
+        print_outputs(json_object_get(d, "output"));
+        const char *total = json_string_value(json_object_get(json_object_get(d, "totalCost"), "amount"));
+        printf("\nWorkflow %s completed. Total cost: %s USDC\n", u->wf, total ? total : "0");
+        finish(u, 0);
+    } else if (!strcmp(t, "workflow.failed") || !strcmp(t, "workflow.cancelled") || !strcmp(t, "workflow.expired")) {
+        const char *er = json_string_value(json_object_get(d, "error"));
+        printf("\nWorkflow %s %s%s%s\n", u->wf, t + 9, er ? ": " : "", er ? er : "");
+        finish(u, 1);
+    }
+    json_decref(env);
+}
+
+static void on_created(PGresult *res, const char *err, void *ud) {
+    run_ui *u = ud;
+    if (err) {
+        fprintf(stderr, "x402r run: cannot create the workflow: %s\n", err);
+        finish(u, 1);
+        return;
+    }
+    x4_events_publish_rows(&u->e, res);
+    printf("Workflow %s: planning…\n", u->wf);
+    x4_wf_plan(&u->e, u->wf);
+}
+
+static int ensure_user(const char *url, char *err, size_t errlen) {
+    PGconn *c = PQconnectdb(url);
+    int rc = -1;
+    if (PQstatus(c) != CONNECTION_OK) {
+        snprintf(err, errlen, "%s", PQerrorMessage(c));
+        goto out;
+    }
+    PGresult *r = PQexec(c, "INSERT INTO users (id) VALUES ('" LOCAL_USER "') ON CONFLICT (id) DO NOTHING");
+    if (PQresultStatus(r) == PGRES_COMMAND_OK) rc = 0;
+    else snprintf(err, errlen, "%s", PQresultErrorMessage(r));
+    PQclear(r);
+out:
+    PQfinish(c);
+    return rc;
+}
+
+int x4_cli_run(int argc, char **argv) {
+    run_ui *u = &g_ui;
+    const char *task = NULL, *catalog = NULL, *max_cost = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("Usage: x402r run [--yes] [--catalog FILE] [--max-cost AMOUNT] \"task\"\n\n"
+                   "Plans the task over the catalog (--catalog, else CATALOG_FILE / REGISTRY_URL), prints the\n"
+                   "plan and its estimated cost, asks for approval (--yes approves), runs it with live\n"
+                   "progress and prints the outputs and the total cost. Exit status 0 only when the\n"
+                   "workflow completed. Uses DATABASE_URL/REDIS_URL, or private servers under X402R_HOME.\n");
+            return 0;
+        }
+        if (!strcmp(argv[i], "--yes") || !strcmp(argv[i], "-y")) u->yes = 1;
+        else if (!strcmp(argv[i], "--catalog") && i + 1 < argc) catalog = argv[++i];
+        else if (!strcmp(argv[i], "--max-cost") && i + 1 < argc) max_cost = argv[++i];
+        else if (argv[i][0] == '-') {
+            fprintf(stderr, "x402r run: unknown option '%s' (see --help)\n", argv[i]);
+            return 2;
+        } else if (!task) task = argv[i];
+        else {
+            fprintf(stderr, "x402r run: give the task as one quoted argument\n");
+            return 2;
+        }
+    }
+    if (!task || !*task) {
+        fprintf(stderr, "x402r run: no task given (see --help)\n");
+        return 2;
+    }
+    char err[1024];
+    if (x4_config_load(&u->e.cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "x402r: configuration error: %s\n", err);
+        return 2;
+    }
+    char mc[24] = "";
+    if (max_cost) {
+        uint64_t v;
+        const char *why = NULL;
+        if (x4_money_parse(max_cost, X4_USDC_DECIMALS, &v, &why) < 0) {
+            fprintf(stderr, "x402r run: --max-cost: %s\n", why);
+            return 2;
+        }
+        snprintf(mc, sizeof mc, "%llu", (unsigned long long)v);
+    }
+    if (catalog) {
+        free(u->e.cfg.catalog_file);
+        u->e.cfg.catalog_file = strdup(catalog);
+    }
+    if (!getenv("LOG_LEVEL")) x4_log_set_level("warn");
+    u->tty = isatty(1);
+    uv_loop_t *loop = uv_default_loop();
+    x4_engine_opts opts = {0, 1, 0};
+    if (x4_engine_open(&u->e, loop, &opts, err, sizeof err) < 0 || ensure_user(u->e.db_url, err, sizeof err) < 0) {
+        fprintf(stderr, "x402r run: %s\n", err);
+        x4_engine_stop(&u->e, 1);
+        x4_engine_run(&u->e);
+        return 1;
+    }
+    x4_events_listen(&u->e, on_event, u);
+    x4_make_id("wf", u->wf, sizeof u->wf);
+    char lease[24], ttl[24];
+    snprintf(lease, sizeof lease, "%lld", (long long)u->e.cfg.lease_ms);
+    snprintf(ttl, sizeof ttl, "%lld", (long long)u->e.cfg.approval_ttl_ms);
+    const char *params[] = {u->wf, LOCAL_USER, task, mc[0] ? mc : NULL, NULL, u->e.owner, lease, NULL, NULL, ttl};
+    x4_pg_query(u->e.pg,
+                "SELECT " X4_EV_COLS " FROM x4_wf_create($1, $2, $3, $4::bigint, $5::bigint, $6, $7::bigint, "
+                "$8::jsonb, $9::bigint, $10::bigint) e",
+                10, params, on_created, u);
+    return x4_engine_run(&u->e);
+}

@@ -1,0 +1,217 @@
+/* core/engine.c — see engine.h. Start-up order: embedded servers → migrations → PostgreSQL
+ * pool → Redis bus → HTTP client → catalog → auth, scheduler, streams → HTTP server → timers
+ * → signals. Shutdown runs it backwards: stop accepting and driving, fail what is pending,
+ * close every handle, let the loop drain, stop the private servers. */
+#include "core/engine.h"
+
+#include <curl/curl.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bus/bus.h"
+#include "core/embedded.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "exec/httpc.h"
+#include "exec/sched.h"
+#include "exec/workflow.h"
+#include "http/api.h"
+#include "http/auth.h"
+#include "http/server.h"
+#include "plan/catalog.h"
+#include "store/pg.h"
+
+void x4_sched_free(x4_engine *e);
+void x4_streams_free(x4_engine *e);
+
+static size_t on_body(char *p, size_t sz, size_t n, void *ud) {
+    x4_buf *b = ud;
+    if (b->len + sz * n > (32u << 20)) return 0;
+    return x4_buf_append(b, p, sz * n) < 0 ? 0 : sz * n;
+}
+
+/* Start-up only (blocking): the x402-upl registry's GET /services/discover. A registry that is
+ * down or answers garbage is logged and skipped: the engine still starts on what it has. */
+static void load_registry(x4_engine *e) {
+    x4_buf url = {0}, body = {0};
+    CURL *c = curl_easy_init();
+    const char *base = e->cfg.registry_url;
+    size_t bl = strlen(base);
+    if (!c || x4_buf_printf(&url, "%.*s/services/discover", (int)(bl && base[bl - 1] == '/' ? bl - 1 : bl), base) < 0)
+        goto out;
+    curl_easy_setopt(c, CURLOPT_URL, url.data);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)e->cfg.connect_timeout_ms);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+    CURLcode rc = curl_easy_perform(c);
+    long code = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    if (rc != CURLE_OK || code != 200 || !body.data) {
+        x4_warn("catalog", "registry %s unavailable (%s, HTTP %ld); continuing without it", url.data,
+                rc != CURLE_OK ? curl_easy_strerror(rc) : "bad status", code);
+        goto out;
+    }
+    json_error_t jerr;
+    json_t *j = json_loadb(body.data, body.len, 0, &jerr);
+    if (!j) {
+        x4_warn("catalog", "registry answer is not JSON (line %d: %s); skipped", jerr.line, jerr.text);
+        goto out;
+    }
+    int n = x4_catalog_add_registry(e->catalog, j, "registry");
+    json_decref(j);
+    x4_info("catalog", "%d services from the registry", n);
+out:
+    if (c) curl_easy_cleanup(c);
+    x4_buf_free(&url);
+    x4_buf_free(&body);
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+    x4_engine *e = s->data;
+    x4_info("engine", "signal %d: shutting down", signum);
+    x4_engine_stop(e, 0);
+}
+
+int x4_engine_open(x4_engine *e, uv_loop_t *loop, const x4_engine_opts *opts, char *err, size_t errlen) {
+    char why[512];
+    e->loop = loop;
+    if (sodium_init() < 0) {
+        snprintf(err, errlen, "libsodium failed to initialise");
+        return -1;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    char host[64] = "host", rnd[12];
+    gethostname(host, sizeof host - 1);
+    x4_random_token(6, rnd, sizeof rnd);
+    snprintf(e->owner, sizeof e->owner, "%s:%d:%s", host, (int)getpid(), rnd);
+
+    char *pg_url = NULL, *redis_url = NULL;
+    int want_pg = !e->cfg.database_url, want_redis = !e->cfg.redis_url;
+    if (want_pg || want_redis) {
+        x4_info("engine", "starting private %s%s%s under %s", want_pg ? "PostgreSQL" : "",
+                want_pg && want_redis ? " and " : "", want_redis ? "Redis" : "", e->cfg.home);
+        if (x4_embedded_start(&e->embedded, e->cfg.home, want_pg, want_redis, &pg_url, &redis_url, why, sizeof why) <
+            0) {
+            snprintf(err, errlen, "embedded servers: %s", why);
+            return -1;
+        }
+    }
+    e->db_url = want_pg ? pg_url : strdup(e->cfg.database_url);
+    e->redis_url = want_redis ? redis_url : strdup(e->cfg.redis_url);
+    if (!want_pg) free(pg_url);
+    if (!want_redis) free(redis_url);
+
+    int applied = x4_migrate(e->db_url, e->cfg.sql_dir, why, sizeof why);
+    if (applied < 0) {
+        snprintf(err, errlen, "migrations: %s", why);
+        return -1;
+    }
+    if (applied > 0) x4_info("engine", "applied %d migration(s)", applied);
+    if (x4_pg_open(&e->pg, loop, e->db_url, e->cfg.pg_pool, why, sizeof why) < 0) {
+        snprintf(err, errlen, "DATABASE_URL: %s", why);
+        return -1;
+    }
+    if (x4_bus_open(&e->bus, loop, e->redis_url, why, sizeof why) < 0) {
+        snprintf(err, errlen, "REDIS_URL: %s", why);
+        return -1;
+    }
+    x4_bus_subscribe(e->bus, X4_EVENTS_CHANNEL, x4_events_on_bus, e);
+    if (x4_httpc_open(&e->httpc, loop) < 0) {
+        snprintf(err, errlen, "cannot initialise the HTTP client");
+        return -1;
+    }
+    e->catalog = x4_catalog_new();
+    if (!e->catalog) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (e->cfg.catalog_file) {
+        int n = x4_catalog_load_file(e->catalog, e->cfg.catalog_file, why, sizeof why);
+        if (n < 0) {
+            snprintf(err, errlen, "CATALOG_FILE: %s", why);
+            return -1;
+        }
+        x4_info("catalog", "%d services from %s", n, e->cfg.catalog_file);
+    }
+    if (e->cfg.registry_url) load_registry(e);
+    if (x4_auth_open(e) < 0 || x4_sched_open(e) < 0 || x4_streams_open(e) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (opts->serve_http) {
+        x4_http_opts ho = {e->cfg.bind, e->cfg.port, 1, X4_MAX_BODY, (size_t)e->cfg.ws_queue_max,
+                           (size_t)e->cfg.ws_queue_max * 65536, x4_api_handle, e};
+        if (x4_http_open(&e->http, loop, &ho, why, sizeof why) < 0) {
+            snprintf(err, errlen, "PORT: %s", why);
+            return -1;
+        }
+    }
+    e->claim_others = opts->claim_others;
+    if (opts->drive_workflows) x4_wf_open(e);
+    uv_signal_init(loop, &e->sig_int);
+    uv_signal_init(loop, &e->sig_term);
+    e->sig_int.data = e->sig_term.data = e;
+    uv_signal_start(&e->sig_int, on_signal, SIGINT);
+    uv_signal_start(&e->sig_term, on_signal, SIGTERM);
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+static void force_close(uv_handle_t *h, void *arg) {
+    (void)arg;
+    if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+static void on_grace(uv_timer_t *t) {
+    x4_warn("engine", "shutdown grace period over; closing the remaining handles");
+    uv_walk(t->loop, force_close, NULL);
+}
+
+void x4_engine_stop(x4_engine *e, int exit_code) {
+    if (e->stopping) return;
+    e->stopping = 1;
+    e->exit_code = exit_code;
+    x4_wf_close(e);
+    x4_sched_close(e);
+    x4_streams_close(e);
+    if (e->http) x4_http_close(e->http);
+    e->http = NULL;
+    if (e->pg) x4_pg_close(e->pg);
+    e->pg = NULL;
+    if (e->bus) x4_bus_close(e->bus);
+    e->bus = NULL;
+    if (e->httpc) x4_httpc_close(e->httpc);
+    e->httpc = NULL;
+    if (e->sig_int.loop) {
+        uv_close((uv_handle_t *)&e->sig_int, NULL);
+        uv_close((uv_handle_t *)&e->sig_term, NULL);
+    }
+    static uv_timer_t grace;
+    uv_timer_init(e->loop, &grace);
+    uv_timer_start(&grace, on_grace, 10000, 0);
+    uv_unref((uv_handle_t *)&grace);
+}
+
+int x4_engine_run(x4_engine *e) {
+    uv_run(e->loop, UV_RUN_DEFAULT);
+    if (!e->stopping) x4_engine_stop(e, e->exit_code);
+    uv_run(e->loop, UV_RUN_DEFAULT);
+    x4_auth_close(e);
+    x4_sched_free(e);
+    x4_streams_free(e);
+    if (e->catalog) x4_catalog_unref(e->catalog);
+    e->catalog = NULL;
+    if (e->embedded) x4_embedded_stop(e->embedded);
+    e->embedded = NULL;
+    free(e->db_url);
+    free(e->redis_url);
+    curl_global_cleanup();
+    x4_config_free(&e->cfg);
+    return e->exit_code;
+}

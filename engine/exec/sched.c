@@ -1,0 +1,765 @@
+/* exec/sched.c — see sched.h.
+ *
+ * Memory: one x4_run per executing workflow, in a chained hash table (4096 buckets) keyed by
+ * id. Every asynchronous operation that will call back into a run (a database write, an HTTP
+ * call, a timer) holds a reference; an aborted run is marked dead, unlinked at once, and freed
+ * when the last reference returns. Steps are scanned in topological order when a slot frees:
+ * O(steps) per completion, plans are at most X4_PLAN_MAX_STEPS long. */
+#include "exec/sched.h"
+
+#include <libpq-fe.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "exec/adapter.h"
+#include "exec/httpc.h"
+#include "plan/catalog.h"
+#include "plan/plan.h"
+#include "store/pg.h"
+
+#define BUCKETS 4096
+
+enum {
+    ST_PENDING,   /* waiting for dependencies or a slot */
+    ST_STARTING,  /* "running" write in flight */
+    ST_RUNNING,   /* HTTP call in flight */
+    ST_WRITING,   /* a result write in flight */
+    ST_WAIT,      /* retry timer armed */
+    ST_SUCCEEDED,
+    ST_FAILED,
+    ST_SKIPPED
+};
+
+typedef struct x4_run x4_run;
+
+typedef struct {
+    uv_timer_t t;
+    x4_run *run;
+    size_t idx;
+} step_timer;
+
+typedef struct {
+    int state;
+    int attempts;
+    int unmet;            /* dependencies not yet succeeded */
+    size_t *dependents;
+    size_t ndependents;
+    json_t *output;
+    x4_httpc_call *call;
+    step_timer *timer;
+    uint64_t t0_us;
+    int64_t retry_delay;
+    int holds_slot;
+} step_rt;
+
+struct x4_run {
+    x4_engine *e;
+    char id[96];
+    x4_plan *plan;
+    step_rt *st;
+    int refs;
+    int dead;
+    int failed;
+    int finishing;
+    int deadline_hit;
+    char *error;
+    int running;          /* slots held */
+    int writes;           /* step writes in flight: the final write waits for them (the pool may
+                             reorder writes sent on different connections) */
+    uint64_t loaded_ms;
+    int starved;
+    step_timer *deadline;
+    x4_run *next;         /* bucket chain */
+    x4_run *starved_next;
+};
+
+struct x4_sched {
+    x4_run *buckets[BUCKETS];
+    size_t nruns;
+    size_t running;       /* slots held across runs */
+    x4_run *starved_head, *starved_tail;
+    x4_catalog *catalog_hold;
+};
+
+typedef struct {
+    x4_run *run;
+    size_t idx;
+} step_ctx;
+
+static void pump(x4_run *r);
+static void maybe_finish(x4_run *r);
+static void step_fail(x4_run *r, size_t i, const char *why);
+
+/* ---- run table ---- */
+
+static unsigned bucket_of(const char *id) {
+    unsigned h = 2166136261u;
+    for (const char *p = id; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
+    return h % BUCKETS;
+}
+
+static x4_run *run_find(x4_engine *e, const char *id) {
+    for (x4_run *r = e->sched->buckets[bucket_of(id)]; r; r = r->next)
+        if (strcmp(r->id, id) == 0) return r;
+    return NULL;
+}
+
+static void run_unlink(x4_run *r) {
+    struct x4_sched *s = r->e->sched;
+    x4_run **pp = &s->buckets[bucket_of(r->id)];
+    while (*pp && *pp != r) pp = &(*pp)->next;
+    if (*pp) {
+        *pp = r->next;
+        s->nruns--;
+    }
+    x4_run **sp = &s->starved_head, *prev = NULL;
+    while (*sp && *sp != r) {
+        prev = *sp;
+        sp = &(*sp)->starved_next;
+    }
+    if (*sp) {
+        *sp = r->starved_next;
+        if (s->starved_tail == r) s->starved_tail = prev;
+    }
+    r->starved = 0;
+}
+
+static void run_free(x4_run *r) {
+    if (r->st)
+        for (size_t i = 0; i < r->plan->nsteps; i++) {
+            json_decref(r->st[i].output);
+            free(r->st[i].dependents);
+        }
+    free(r->st);
+    x4_plan_free(r->plan);
+    free(r->error);
+    free(r);
+}
+
+static void run_ref(x4_run *r) { r->refs++; }
+
+static void run_unref(x4_run *r) {
+    if (--r->refs == 0) run_free(r);
+}
+
+/* ---- slots ---- */
+
+static void slot_release(x4_run *r, size_t i) {
+    step_rt *s = &r->st[i];
+    if (!s->holds_slot) return;
+    s->holds_slot = 0;
+    r->running--;
+    r->e->sched->running--;
+}
+
+static void wake_starved(x4_engine *e) {
+    struct x4_sched *s = e->sched;
+    while (s->starved_head && s->running < (size_t)e->cfg.max_concurrency) {
+        x4_run *r = s->starved_head;
+        s->starved_head = r->starved_next;
+        if (!s->starved_head) s->starved_tail = NULL;
+        r->starved = 0;
+        pump(r);
+    }
+}
+
+/* ---- timers ---- */
+
+static void timer_closed(uv_handle_t *h) {
+    step_timer *t = h->data;
+    x4_run *r = t->run;
+    free(t);
+    run_unref(r);
+}
+
+static step_timer *timer_new(x4_run *r, size_t idx) {
+    step_timer *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    uv_timer_init(r->e->loop, &t->t);
+    t->t.data = t;
+    t->run = r;
+    t->idx = idx;
+    run_ref(r);
+    return t;
+}
+
+static void timer_drop(step_timer **tp) {
+    if (!*tp) return;
+    uv_timer_stop(&(*tp)->t);
+    uv_close((uv_handle_t *)&(*tp)->t, timer_closed);
+    *tp = NULL;
+}
+
+/* ---- abort ---- */
+
+static void run_kill(x4_run *r, const char *why) {
+    if (r->dead) return;
+    r->dead = 1;
+    x4_info("sched", "%s: dropped from this process (%s)", r->id, why);
+    run_unlink(r);
+    for (size_t i = 0; i < r->plan->nsteps; i++) {
+        step_rt *s = &r->st[i];
+        slot_release(r, i);
+        timer_drop(&s->timer);
+        if (s->call) {
+            x4_httpc_call *c = s->call;
+            s->call = NULL;
+            x4_httpc_cancel(c); /* its callback sees r->dead and only drops its reference */
+        }
+    }
+    timer_drop(&r->deadline);
+    wake_starved(r->e);
+    run_unref(r); /* the table's reference */
+}
+
+/* ---- database writes ---- */
+
+static step_ctx *ctx_new(x4_run *r, size_t i) {
+    step_ctx *c = malloc(sizeof *c);
+    if (!c) return NULL;
+    c->run = r;
+    c->idx = i;
+    run_ref(r);
+    return c;
+}
+
+/* Writes a step transition plus its event; cb runs with the result (ctx freed by the caller). */
+static void step_write(x4_run *r, size_t i, const char *status, const json_t *output, const char *error,
+                       const char *evtype, json_t *evdata, x4_pg_cb cb) {
+    x4_engine *e = r->e;
+    step_ctx *c = ctx_new(r, i);
+    char attempts[16];
+    snprintf(attempts, sizeof attempts, "%d", r->st[i].attempts);
+    char *out = output ? json_dumps(output, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    char *data = json_dumps(evdata, JSON_COMPACT);
+    json_decref(evdata);
+    if (!c || !data || (output && !out)) {
+        free(out);
+        free(data);
+        if (c) {
+            run_unref(r);
+            free(c);
+        }
+        run_kill(r, "out of memory");
+        return;
+    }
+    const char *params[] = {r->id, e->owner, r->plan->steps[i].id, status, attempts, out, error, evtype, data};
+    r->writes++;
+    x4_pg_query(e->pg,
+                "SELECT " X4_EV_COLS " FROM x4_step_update($1,$2,$3,$4,$5::int,$6::jsonb,$7,$8,$9::jsonb) e", 9,
+                params, cb, c);
+    free(out);
+    free(data);
+}
+
+/* Common head of every step-write callback: 0 = proceed, -1 = the run is gone. */
+static int write_landed(step_ctx *c, PGresult *res, const char *err) {
+    x4_run *r = c->run;
+    r->writes--;
+    if (r->dead) return -1;
+    if (err) {
+        x4_warn("sched", "%s: step write failed (%s); leaving the workflow to the lease", r->id, err);
+        run_kill(r, "database write failed");
+        return -1;
+    }
+    if (PQntuples(res) == 0) {
+        run_kill(r, "workflow no longer executing under this lease");
+        return -1;
+    }
+    x4_events_publish_rows(r->e, res);
+    return 0;
+}
+
+static void ctx_done(step_ctx *c) {
+    x4_run *r = c->run;
+    free(c);
+    run_unref(r);
+}
+
+/* ---- step lifecycle ---- */
+
+static void on_http(const x4_httpc_resp *resp, void *ud);
+
+static void on_started(PGresult *res, const char *err, void *ud) {
+    step_ctx *c = ud;
+    x4_run *r = c->run;
+    size_t i = c->idx;
+    if (write_landed(c, res, err) < 0) goto out;
+    x4_engine *e = r->e;
+    step_rt *s = &r->st[i];
+    x4_plan_step *ps = &r->plan->steps[i];
+    char why[512];
+    json_t **outs = calloc(r->plan->nsteps, sizeof *outs);
+    if (!outs) {
+        step_fail(r, i, "out of memory");
+        goto out;
+    }
+    for (size_t k = 0; k < r->plan->nsteps; k++) outs[k] = r->st[k].output;
+    json_t *inputs = x4_plan_bind_inputs(r->plan, i, outs, why, sizeof why);
+    free(outs);
+    if (!inputs) {
+        step_fail(r, i, why);
+        goto out;
+    }
+    const x4_service *svc = e->catalog ? x4_catalog_get(e->catalog, ps->service) : NULL;
+    if (!svc) {
+        json_decref(inputs);
+        snprintf(why, sizeof why, "service %s is not in the catalog", ps->service);
+        step_fail(r, i, why);
+        goto out;
+    }
+    x4_adapter_call call;
+    int brc = x4_adapter_http_build(&call, svc, inputs, r->id, ps->id, s->attempts, (long)e->cfg.connect_timeout_ms,
+                                    (long)e->cfg.step_timeout_ms, (size_t)e->cfg.max_response_bytes, why, sizeof why);
+    json_decref(inputs);
+    if (brc < 0) {
+        step_fail(r, i, why);
+        goto out;
+    }
+    s->state = ST_RUNNING;
+    s->t0_us = x4_mono_us();
+    e->stats.steps_started++;
+    step_ctx *hc = ctx_new(r, i);
+    if (!hc) {
+        x4_adapter_call_free(&call);
+        step_fail(r, i, "out of memory");
+        goto out;
+    }
+    s->call = x4_httpc_request(e->httpc, &call.req, on_http, hc);
+    x4_adapter_call_free(&call);
+out:
+    ctx_done(c);
+}
+
+static void step_start(x4_run *r, size_t i) {
+    step_rt *s = &r->st[i];
+    s->state = ST_STARTING;
+    s->attempts++;
+    s->holds_slot = 1;
+    r->running++;
+    r->e->sched->running++;
+    json_t *d = json_pack("{s:s, s:s, s:i}", "stepId", r->plan->steps[i].id, "service", r->plan->steps[i].service,
+                          "attempt", s->attempts);
+    step_write(r, i, "running", NULL, NULL, "step.started", d, on_started);
+}
+
+static void on_succeeded(PGresult *res, const char *err, void *ud) {
+    step_ctx *c = ud;
+    x4_run *r = c->run;
+    if (write_landed(c, res, err) < 0) goto out;
+    step_rt *s = &r->st[c->idx];
+    s->state = ST_SUCCEEDED;
+    r->e->stats.steps_succeeded++;
+    slot_release(r, c->idx);
+    for (size_t k = 0; k < s->ndependents; k++) r->st[s->dependents[k]].unmet--;
+    pump(r);
+    maybe_finish(r);
+    wake_starved(r->e);
+out:
+    ctx_done(c);
+}
+
+static void on_failed_or_skipped(PGresult *res, const char *err, void *ud) {
+    step_ctx *c = ud;
+    x4_run *r = c->run;
+    if (write_landed(c, res, err) < 0) goto out;
+    step_rt *s = &r->st[c->idx];
+    (void)s;
+    slot_release(r, c->idx);
+    maybe_finish(r);
+    wake_starved(r->e);
+out:
+    ctx_done(c);
+}
+
+/* Skips every step that has not started (pending or waiting to retry). */
+static void skip_rest(x4_run *r, const char *reason) {
+    for (size_t k = 0; k < r->plan->nsteps; k++) {
+        step_rt *s = &r->st[k];
+        if (s->state != ST_PENDING && s->state != ST_WAIT) continue;
+        timer_drop(&s->timer);
+        s->state = ST_SKIPPED;
+        json_t *d = json_pack("{s:s, s:s}", "stepId", r->plan->steps[k].id, "reason", reason);
+        step_write(r, k, "skipped", NULL, reason, "step.skipped", d, on_failed_or_skipped);
+        if (r->dead) return;
+    }
+}
+
+static void step_fail(x4_run *r, size_t i, const char *why) {
+    step_rt *s = &r->st[i];
+    s->state = ST_FAILED;
+    slot_release(r, i);
+    r->e->stats.steps_failed++;
+    if (!r->failed) {
+        r->failed = 1;
+        char msg[700];
+        snprintf(msg, sizeof msg, "step %s failed: %s", r->plan->steps[i].id, why);
+        free(r->error);
+        r->error = strdup(msg);
+    }
+    json_t *d = json_pack("{s:s, s:s, s:i}", "stepId", r->plan->steps[i].id, "error", why, "attempt", s->attempts);
+    step_write(r, i, "failed", NULL, why, "step.failed", d, on_failed_or_skipped);
+    if (r->dead) return;
+    char reason[160];
+    snprintf(reason, sizeof reason, "workflow failed at step %s", r->plan->steps[i].id);
+    skip_rest(r, reason);
+}
+
+static void on_retry_timer(uv_timer_t *t) {
+    step_timer *st = t->data;
+    x4_run *r = st->run;
+    size_t i = st->idx;
+    timer_drop(&r->st[i].timer);
+    if (r->dead || r->st[i].state != ST_WAIT) return;
+    r->st[i].state = ST_PENDING;
+    pump(r);
+}
+
+/* The retry timer starts only once "retrying" is stored, so the next attempt's writes can
+ * never overtake it. */
+static void on_retrying(PGresult *res, const char *err, void *ud) {
+    step_ctx *c = ud;
+    x4_run *r = c->run;
+    if (write_landed(c, res, err) < 0) goto out;
+    step_rt *s = &r->st[c->idx];
+    if (s->state == ST_WAIT && !s->timer) {
+        s->timer = timer_new(r, c->idx);
+        if (s->timer) uv_timer_start(&s->timer->t, on_retry_timer, (uint64_t)s->retry_delay, 0);
+        else step_fail(r, c->idx, "out of memory arming the retry timer");
+    }
+    maybe_finish(r);
+out:
+    ctx_done(c);
+}
+
+static int64_t backoff_ms(const x4_config *cfg, int attempt) {
+    double cap = (double)cfg->retry_base_ms;
+    for (int k = 1; k < attempt && cap < (double)cfg->retry_max_delay_ms; k++) cap *= cfg->retry_factor;
+    if (cap > (double)cfg->retry_max_delay_ms) cap = (double)cfg->retry_max_delay_ms;
+    uint32_t hi = cap < 1 ? 0 : (uint32_t)cap;
+    return hi ? (int64_t)randombytes_uniform(hi + 1) : 0; /* full jitter */
+}
+
+static void step_retry(x4_run *r, size_t i, const char *why, int64_t retry_after) {
+    step_rt *s = &r->st[i];
+    s->retry_delay = retry_after >= 0 ? retry_after : backoff_ms(&r->e->cfg, s->attempts);
+    s->state = ST_WAIT;
+    r->e->stats.step_retries++;
+    slot_release(r, i);
+    json_t *d = json_pack("{s:s, s:i, s:I, s:s}", "stepId", r->plan->steps[i].id, "attempt", s->attempts, "delayMs",
+                          (json_int_t)s->retry_delay, "error", why);
+    step_write(r, i, "retrying", NULL, why, "step.retrying", d, on_retrying);
+    wake_starved(r->e);
+}
+
+static void on_http(const x4_httpc_resp *resp, void *ud) {
+    step_ctx *c = ud;
+    x4_run *r = c->run;
+    size_t i = c->idx;
+    if (r->dead) goto out;
+    step_rt *s = &r->st[i];
+    s->call = NULL;
+    json_t *output = NULL;
+    int64_t retry_after = -1;
+    char why[512];
+    x4_outcome oc = x4_adapter_http_classify(resp, &output, &retry_after, why, sizeof why);
+    if (resp->status == X4_HTTPC_CANCELLED && r->deadline_hit) {
+        snprintf(why, sizeof why, "maxTime exceeded");
+        oc = X4_OUT_FAIL;
+    }
+    if (oc == X4_OUT_OK) {
+        s->state = ST_WRITING;
+        s->output = output;
+        json_t *d = json_pack("{s:s, s:O, s:i, s:I}", "stepId", r->plan->steps[i].id, "output", output, "attempt",
+                              s->attempts, "durationMs", (json_int_t)((x4_mono_us() - s->t0_us) / 1000));
+        step_write(r, i, "succeeded", output, NULL, "step.completed", d, on_succeeded);
+    } else if (oc == X4_OUT_RETRY && !r->failed && s->attempts < r->e->cfg.retry_max_attempts) {
+        step_retry(r, i, why, retry_after);
+    } else {
+        step_fail(r, i, why);
+    }
+out:
+    ctx_done(c);
+}
+
+/* ---- the run ---- */
+
+static void pump(x4_run *r) {
+    if (r->dead || r->failed || r->finishing) return;
+    x4_engine *e = r->e;
+    struct x4_sched *sc = e->sched;
+    for (size_t t = 0; t < r->plan->nsteps; t++) {
+        size_t i = r->plan->topo[t];
+        step_rt *s = &r->st[i];
+        if (s->state != ST_PENDING || s->unmet > 0) continue;
+        if (r->running >= e->cfg.workflow_concurrency) return;
+        if (sc->running >= (size_t)e->cfg.max_concurrency) {
+            if (!r->starved) {
+                r->starved = 1;
+                r->starved_next = NULL;
+                if (sc->starved_tail) sc->starved_tail->starved_next = r;
+                else sc->starved_head = r;
+                sc->starved_tail = r;
+            }
+            return;
+        }
+        step_start(r, i);
+        if (r->dead) return;
+    }
+}
+
+static void on_finished(PGresult *res, const char *err, void *ud) {
+    x4_run *r = ud;
+    if (!r->dead) {
+        if (err) x4_warn("sched", "%s: final write failed (%s); leaving it to the lease", r->id, err);
+        else x4_events_publish_rows(r->e, res);
+        run_kill(r, "finished");
+    }
+    run_unref(r);
+}
+
+static void maybe_finish(x4_run *r) {
+    if (r->dead || r->finishing || r->writes > 0) return;
+    for (size_t i = 0; i < r->plan->nsteps; i++) {
+        int st = r->st[i].state;
+        if (st != ST_SUCCEEDED && st != ST_FAILED && st != ST_SKIPPED) return;
+    }
+    r->finishing = 1;
+    json_t *output = NULL, *data;
+    const char *status, *type;
+    if (r->failed) {
+        status = "failed";
+        type = "workflow.failed";
+        data = json_pack("{s:s}", "error", r->error ? r->error : "failed");
+    } else {
+        status = "completed";
+        type = "workflow.completed";
+        output = json_object();
+        for (size_t i = 0; i < r->plan->nsteps; i++)
+            if (r->st[i].ndependents == 0)
+                json_object_set(output, r->plan->steps[i].id, r->st[i].output ? r->st[i].output : json_null());
+        data = json_pack("{s:O}", "output", output);
+    }
+    char *out = output ? json_dumps(output, JSON_COMPACT) : NULL;
+    char *d = json_dumps(data, JSON_COMPACT);
+    json_decref(output);
+    json_decref(data);
+    const char *params[] = {r->id, r->e->owner, status, out, r->failed ? r->error : NULL, type, d};
+    run_ref(r);
+    x4_pg_query(r->e->pg, "SELECT " X4_EV_COLS " FROM x4_wf_finish($1,$2,$3,$4::jsonb,$5,$6,$7::jsonb) e", 7, params,
+                on_finished, r);
+    free(out);
+    free(d);
+}
+
+static void on_deadline(uv_timer_t *t) {
+    step_timer *st = t->data;
+    x4_run *r = st->run;
+    timer_drop(&r->deadline);
+    if (r->dead || r->finishing) return;
+    r->deadline_hit = 1;
+    if (!r->failed) {
+        r->failed = 1;
+        free(r->error);
+        r->error = strdup("maxTime exceeded");
+    }
+    skip_rest(r, "maxTime exceeded");
+    for (size_t i = 0; i < r->plan->nsteps && !r->dead; i++)
+        if (r->st[i].call) {
+            x4_httpc_call *c = r->st[i].call;
+            r->st[i].call = NULL;
+            x4_httpc_cancel(c);
+        }
+    if (!r->dead) maybe_finish(r);
+}
+
+typedef struct {
+    x4_engine *e;
+    char id[96];
+    uint64_t sent_ms;
+} load_ctx;
+
+static int state_of(const char *s) {
+    if (!strcmp(s, "succeeded")) return ST_SUCCEEDED;
+    if (!strcmp(s, "failed")) return ST_FAILED;
+    if (!strcmp(s, "skipped")) return ST_SKIPPED;
+    return ST_PENDING; /* pending, and running/retrying interrupted by a crash: run again */
+}
+
+static void on_loaded(PGresult *res, const char *err, void *ud) {
+    load_ctx *lc = ud;
+    x4_engine *e = lc->e;
+    x4_run *r = NULL;
+    json_t *plan_j = NULL, *steps_j = NULL, *errors = NULL;
+    if (e->stopping || run_find(e, lc->id)) goto out;
+    if (err || PQntuples(res) != 1) {
+        x4_warn("sched", "%s: cannot load (%s)", lc->id, err ? err : "not found");
+        goto out;
+    }
+    const char *owner = x4_pg_val(res, 0, "lease_owner"), *status = x4_pg_val(res, 0, "status");
+    if (!owner || strcmp(owner, e->owner) != 0 || !status || strcmp(status, "executing") != 0) goto out;
+    json_error_t jerr;
+    plan_j = json_loads(x4_pg_val(res, 0, "plan"), 0, &jerr);
+    const char *st_text = x4_pg_val(res, 0, "steps");
+    steps_j = st_text ? json_loads(st_text, 0, &jerr) : json_array();
+    r = calloc(1, sizeof *r);
+    if (!plan_j || !steps_j || !r) goto fail_load;
+    r->e = e;
+    snprintf(r->id, sizeof r->id, "%s", lc->id);
+    r->refs = 1;
+    r->loaded_ms = lc->sent_ms;
+    if (x4_plan_parse(plan_j, e->catalog, X4_NO_MAX_COST, &r->plan, &errors) < 0) {
+        char *why = json_dumps(errors, JSON_COMPACT);
+        x4_warn("sched", "%s: stored plan no longer valid against the catalog: %s", r->id, why ? why : "?");
+        free(why);
+        /* Fail it rather than leave it to be claimed forever. */
+        const char *params[] = {r->id, e->owner, "failed", NULL, "the stored plan is no longer valid against the catalog",
+                                "workflow.failed", "{\"error\":\"the stored plan is no longer valid against the catalog\"}"};
+        x4_pg_query(e->pg, "SELECT " X4_EV_COLS " FROM x4_wf_finish($1,$2,$3,$4::jsonb,$5,$6,$7::jsonb) e", 7, params,
+                    NULL, NULL);
+        free(r);
+        r = NULL;
+        goto out;
+    }
+    size_t n = r->plan->nsteps;
+    r->st = calloc(n, sizeof *r->st);
+    if (!r->st) goto fail_load;
+    for (size_t i = 0; i < n; i++) {
+        x4_plan_step *ps = &r->plan->steps[i];
+        r->st[i].unmet = (int)ps->ndeps;
+        for (size_t d = 0; d < ps->ndeps; d++) {
+            step_rt *dep = &r->st[ps->deps[d]];
+            size_t *nd = realloc(dep->dependents, (dep->ndependents + 1) * sizeof *nd);
+            if (!nd) goto fail_load;
+            dep->dependents = nd;
+            dep->dependents[dep->ndependents++] = i;
+        }
+    }
+    size_t k;
+    json_t *row;
+    json_array_foreach(steps_j, k, row) {
+        ssize_t i = x4_plan_find(r->plan, json_string_value(json_object_get(row, "id")));
+        if (i < 0) continue;
+        step_rt *s = &r->st[i];
+        s->state = state_of(json_string_value(json_object_get(row, "status")) ?: "pending");
+        s->attempts = (int)json_integer_value(json_object_get(row, "attempts"));
+        json_t *o = json_object_get(row, "output");
+        if (s->state == ST_SUCCEEDED) s->output = json_incref(o ? o : json_null());
+        if (s->state == ST_FAILED && !r->failed) {
+            r->failed = 1;
+            const char *er = json_string_value(json_object_get(row, "error"));
+            char msg[700];
+            snprintf(msg, sizeof msg, "step %s failed: %s", r->plan->steps[i].id, er ? er : "failed");
+            r->error = strdup(msg);
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        if (r->st[i].state == ST_SUCCEEDED)
+            for (size_t d = 0; d < r->st[i].ndependents; d++) r->st[r->st[i].dependents[d]].unmet--;
+    unsigned b = bucket_of(r->id);
+    r->next = e->sched->buckets[b];
+    e->sched->buckets[b] = r;
+    e->sched->nruns++;
+    const char *mt = x4_pg_val(res, 0, "max_time_ms"), *el = x4_pg_val(res, 0, "elapsed_ms");
+    if (mt) {
+        long long left = atoll(mt) - (el ? atoll(el) : 0);
+        if (left < 0) left = 0;
+        r->deadline = timer_new(r, 0);
+        if (r->deadline) uv_timer_start(&r->deadline->t, on_deadline, (uint64_t)left, 0);
+    }
+    x4_info("sched", "%s: running (%zu steps)", r->id, n);
+    if (r->failed) skip_rest(r, "workflow failed");
+    if (!r->dead) pump(r);
+    if (!r->dead) maybe_finish(r);
+    r = NULL;
+    goto out;
+fail_load:
+    x4_error("sched", "%s: cannot load the stored workflow", lc->id);
+    if (r) {
+        if (r->plan) run_free(r);
+        else free(r);
+    }
+    r = NULL;
+out:
+    json_decref(plan_j);
+    json_decref(steps_j);
+    json_decref(errors);
+    free(lc);
+}
+
+void x4_sched_resume(x4_engine *e, const char *id) {
+    if (e->stopping || run_find(e, id)) return;
+    load_ctx *lc = calloc(1, sizeof *lc);
+    if (!lc) return;
+    lc->e = e;
+    lc->sent_ms = x4_now_ms();
+    snprintf(lc->id, sizeof lc->id, "%s", id);
+    const char *params[] = {id};
+    x4_pg_query(e->pg,
+                "SELECT w.plan::text AS plan, w.status, w.lease_owner, w.max_time_ms, "
+                "  (extract(epoch FROM clock_timestamp() - w.started_at) * 1000)::bigint AS elapsed_ms, "
+                "  (SELECT json_agg(json_build_object('id', s.id, 'status', s.status, 'attempts', s.attempts, "
+                "      'output', s.output, 'error', s.error) ORDER BY s.idx) FROM steps s WHERE s.workflow_id = w.id)::text "
+                "      AS steps "
+                "FROM workflows w WHERE w.id = $1",
+                1, params, on_loaded, lc);
+}
+
+void x4_sched_abort(x4_engine *e, const char *id, const char *why) {
+    x4_run *r = run_find(e, id);
+    if (r) run_kill(r, why);
+}
+
+void x4_sched_lease_renewed(x4_engine *e, const char *const *ids, size_t n, uint64_t sent_ms) {
+    struct x4_sched *s = e->sched;
+    for (unsigned b = 0; b < BUCKETS; b++) {
+        x4_run *r = s->buckets[b];
+        while (r) {
+            x4_run *next = r->next;
+            int kept = r->loaded_ms >= sent_ms || r->finishing;
+            for (size_t i = 0; i < n && !kept; i++) kept = strcmp(ids[i], r->id) == 0;
+            if (!kept) run_kill(r, "lease lost");
+            r = next;
+        }
+    }
+}
+
+static void on_event(const x4_event *ev, void *ud) {
+    x4_engine *e = ud;
+    if (strcmp(ev->type, "workflow.cancelled") == 0) x4_sched_abort(e, ev->workflow_id, "cancelled");
+}
+
+int x4_sched_open(x4_engine *e) {
+    e->sched = calloc(1, sizeof *e->sched);
+    if (!e->sched) return -1;
+    x4_events_listen(e, on_event, e);
+    return 0;
+}
+
+void x4_sched_close(x4_engine *e) {
+    if (!e->sched) return;
+    for (unsigned b = 0; b < BUCKETS; b++)
+        while (e->sched->buckets[b]) run_kill(e->sched->buckets[b], "shutting down");
+}
+
+void x4_sched_free(x4_engine *e);
+void x4_sched_free(x4_engine *e) {
+    free(e->sched);
+    e->sched = NULL;
+}
+
+size_t x4_sched_active(const x4_engine *e) { return e->sched ? e->sched->nruns : 0; }
+size_t x4_sched_running_steps(const x4_engine *e) { return e->sched ? e->sched->running : 0; }
+
+size_t x4_sched_queue_depth(const x4_engine *e) {
+    size_t n = 0;
+    if (!e->sched) return 0;
+    for (x4_run *r = e->sched->starved_head; r; r = r->starved_next)
+        for (size_t i = 0; i < r->plan->nsteps; i++)
+            if (r->st[i].state == ST_PENDING && r->st[i].unmet == 0) n++;
+    return n;
+}

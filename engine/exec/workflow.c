@@ -1,0 +1,179 @@
+/* exec/workflow.c — see workflow.h. */
+#include "exec/workflow.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "exec/sched.h"
+#include "plan/matcher.h"
+#include "plan/plan.h"
+#include "store/pg.h"
+
+typedef struct {
+    x4_engine *e;
+    char id[96];
+    uint64_t sent_ms;
+} wf_ctx;
+
+static wf_ctx *ctx_new(x4_engine *e, const char *id) {
+    wf_ctx *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->e = e;
+    c->sent_ms = x4_now_ms();
+    snprintf(c->id, sizeof c->id, "%s", id ? id : "");
+    return c;
+}
+
+static void on_published(PGresult *res, const char *err, void *ud) {
+    wf_ctx *c = ud;
+    if (err) x4_warn("workflow", "%s: write failed: %s", c->id, err);
+    else x4_events_publish_rows(c->e, res);
+    free(c);
+}
+
+static void plan_failed(x4_engine *e, const char *id, const char *why) {
+    x4_info("workflow", "%s: planning failed: %s", id, why);
+    json_t *d = json_pack("{s:s}", "error", why);
+    char *data = json_dumps(d, JSON_COMPACT);
+    json_decref(d);
+    wf_ctx *c = ctx_new(e, id);
+    if (!data || !c) {
+        free(data);
+        free(c);
+        return;
+    }
+    const char *params[] = {id, "failed", "workflow.failed", data, why};
+    x4_pg_query(e->pg,
+                "SELECT " X4_EV_COLS " FROM x4_wf_transition($1, ARRAY['planning'], $2, $3, $4::jsonb, $5) e", 5,
+                params, on_published, c);
+    free(data);
+}
+
+static void on_plan_input(PGresult *res, const char *err, void *ud) {
+    wf_ctx *c = ud;
+    x4_engine *e = c->e;
+    json_t *plan_j = NULL, *errors = NULL, *norm = NULL;
+    x4_plan *plan = NULL;
+    char *text = NULL;
+    if (err || PQntuples(res) != 1) goto out;
+    const char *status = x4_pg_val(res, 0, "status"), *owner = x4_pg_val(res, 0, "lease_owner");
+    if (!status || strcmp(status, "planning") || !owner || strcmp(owner, e->owner)) goto out;
+    const char *input = x4_pg_val(res, 0, "input"), *mc = x4_pg_val(res, 0, "max_cost");
+    uint64_t max_cost = mc ? strtoull(mc, NULL, 10) : X4_NO_MAX_COST;
+    char why[512];
+    if (!e->catalog || x4_catalog_count(e->catalog) == 0) {
+        plan_failed(e, c->id, "no services are known: set CATALOG_FILE or REGISTRY_URL");
+        goto out;
+    }
+    if (x4_matcher_plan(e->catalog, input, max_cost, &plan_j, why, sizeof why) < 0) {
+        plan_failed(e, c->id, why);
+        goto out;
+    }
+    if (x4_plan_parse(plan_j, e->catalog, max_cost, &plan, &errors) < 0) {
+        json_t *first = json_array_get(errors, 0);
+        snprintf(why, sizeof why, "the planner produced no valid plan: %s: %s",
+                 json_string_value(json_object_get(first, "field")) ?: "plan",
+                 json_string_value(json_object_get(first, "problem")) ?: "invalid");
+        plan_failed(e, c->id, why);
+        goto out;
+    }
+    norm = x4_plan_to_json(plan);
+    text = norm ? json_dumps(norm, JSON_COMPACT) : NULL;
+    if (!text) goto out;
+    char est[24], ttl[24];
+    snprintf(est, sizeof est, "%llu", (unsigned long long)plan->estimate);
+    snprintf(ttl, sizeof ttl, "%lld", (long long)e->cfg.approval_ttl_ms);
+    const char *params[] = {c->id, text, est, ttl, "offline"};
+    wf_ctx *w = ctx_new(e, c->id);
+    if (!w) goto out;
+    x4_pg_query(e->pg, "SELECT " X4_EV_COLS " FROM x4_wf_plan_ready($1, $2::jsonb, $3::bigint, $4::bigint, $5) e", 5,
+                params, on_published, w);
+out:
+    free(text);
+    json_decref(norm);
+    json_decref(plan_j);
+    json_decref(errors);
+    x4_plan_free(plan);
+    free(c);
+}
+
+void x4_wf_plan(x4_engine *e, const char *id) {
+    wf_ctx *c = ctx_new(e, id);
+    if (!c) return;
+    const char *params[] = {id};
+    x4_pg_query(e->pg, "SELECT status, lease_owner, input, max_cost FROM workflows WHERE id = $1", 1, params,
+                on_plan_input, c);
+}
+
+/* ---- timers ---- */
+
+static void on_lease_cycle(PGresult *res, const char *err, void *ud) {
+    wf_ctx *c = ud;
+    x4_engine *e = c->e;
+    if (err) {
+        x4_warn("workflow", "lease cycle failed: %s", err);
+        goto out;
+    }
+    int n = PQntuples(res);
+    const char **renewed = calloc((size_t)n + 1, sizeof *renewed);
+    if (!renewed) goto out;
+    size_t nr = 0;
+    for (int i = 0; i < n; i++) {
+        const char *id = x4_pg_val(res, i, "id"), *st = x4_pg_val(res, i, "status"), *cl = x4_pg_val(res, i, "claimed");
+        if (!id || !st) continue;
+        if (cl && cl[0] == 't') {
+            x4_info("workflow", "%s: lease claimed (%s)", id, st);
+            if (strcmp(st, "planning") == 0) x4_wf_plan(e, id);
+            else if (strcmp(st, "executing") == 0) x4_sched_resume(e, id);
+        }
+        if (strcmp(st, "executing") == 0) renewed[nr++] = id;
+    }
+    if (!e->stopping) x4_sched_lease_renewed(e, renewed, nr, c->sent_ms);
+    free(renewed);
+out:
+    free(c);
+}
+
+static void lease_tick(uv_timer_t *t) {
+    x4_engine *e = t->data;
+    if (e->stopping) return;
+    wf_ctx *c = ctx_new(e, NULL);
+    if (!c) return;
+    char ms[24];
+    snprintf(ms, sizeof ms, "%lld", (long long)e->cfg.lease_ms);
+    const char *params[] = {e->owner, ms, e->claim_others ? "32" : "0"};
+    x4_pg_query(e->pg, "SELECT id, status, claimed FROM x4_lease_cycle($1, $2::bigint, $3::int)", 3, params,
+                on_lease_cycle, c);
+}
+
+static void expiry_tick(uv_timer_t *t) {
+    x4_engine *e = t->data;
+    if (e->stopping) return;
+    wf_ctx *c = ctx_new(e, "expiry");
+    if (!c) return;
+    x4_pg_query(e->pg, "SELECT " X4_EV_COLS " FROM x4_wf_expire_due(200) e", 0, NULL, on_published, c);
+}
+
+int x4_wf_open(x4_engine *e) {
+    uint64_t lease_every = (uint64_t)(e->cfg.lease_ms / 3);
+    uint64_t expiry_every = (uint64_t)(e->cfg.approval_ttl_ms / 4 < 1000 ? e->cfg.approval_ttl_ms / 4 : 1000);
+    uv_timer_init(e->loop, &e->lease_timer);
+    uv_timer_init(e->loop, &e->expiry_timer);
+    e->lease_timer.data = e->expiry_timer.data = e;
+    uv_timer_start(&e->lease_timer, lease_tick, 50, lease_every);
+    uv_timer_start(&e->expiry_timer, expiry_tick, expiry_every, expiry_every);
+    return 0;
+}
+
+void x4_wf_close(x4_engine *e) {
+    if (uv_is_active((uv_handle_t *)&e->lease_timer) || e->lease_timer.loop) {
+        uv_timer_stop(&e->lease_timer);
+        uv_timer_stop(&e->expiry_timer);
+        uv_close((uv_handle_t *)&e->lease_timer, NULL);
+        uv_close((uv_handle_t *)&e->expiry_timer, NULL);
+    }
+}
