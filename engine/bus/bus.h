@@ -32,4 +32,12 @@ void x4_bus_command(x4_bus *bus, int argc, const char **argv, const size_t *argv
 int x4_bus_healthy(const x4_bus *bus); /* both connections up */
 void x4_bus_close(x4_bus *bus);
 
+/* Counters since open: publishes handed to Redis, publishes dropped while the command
+ * connection was down, messages delivered to subscribers, and connections re-established
+ * after a loss (the subscriber and the command connection count separately). */
+typedef struct {
+    unsigned long long published, dropped, received, reconnects;
+} x4_bus_stats;
+void x4_bus_get_stats(const x4_bus *bus, x4_bus_stats *out);
+
 #endif

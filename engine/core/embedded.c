@@ -290,12 +290,19 @@ static void pg_bin(char *out, size_t outlen) {
 }
 
 static void pg_conninfo(const x4_embedded *e, const char *db, char *out, size_t outlen) {
-    /* key=value form: single quotes protect spaces in the path */
-    snprintf(out, outlen, "host='%s/run' user=postgres dbname=%s connect_timeout=5", e->home, db);
+    /* key=value form: the path single-quoted, with ' and \ escaped by a backslash */
+    char q[PATH_MAX * 2 + 8];
+    size_t o = 0;
+    for (const char *p = e->home; *p && o + 3 < sizeof q; p++) {
+        if (*p == '\'' || *p == '\\') q[o++] = '\\';
+        q[o++] = *p;
+    }
+    q[o] = 0;
+    snprintf(out, outlen, "host='%s/run' user=postgres dbname=%s connect_timeout=5", q, db);
 }
 
 static PGPing pg_ping(const x4_embedded *e) {
-    char ci[PATH_MAX + 128];
+    char ci[PATH_MAX * 2 + 128];
     pg_conninfo(e, "postgres", ci, sizeof ci);
     return PQping(ci);
 }
@@ -345,7 +352,7 @@ static int pg_initdb(x4_embedded *e, const ident *id, const char *bin, char *err
 }
 
 static int pg_create_db(x4_embedded *e, char *err, size_t errlen) {
-    char ci[PATH_MAX + 128];
+    char ci[PATH_MAX * 2 + 128];
     pg_conninfo(e, "postgres", ci, sizeof ci);
     PGconn *c = PQconnectdb(ci);
     if (PQstatus(c) != CONNECTION_OK) {
@@ -425,7 +432,8 @@ static int pg_start(x4_embedded *e, const ident *id, char *err, size_t errlen) {
     /* 4. start postgres directly (our child, in its own session) */
     char prog[PATH_MAX + 16], sockopt[PATH_MAX + 64];
     snprintf(prog, sizeof prog, "%s/postgres", bin);
-    snprintf(sockopt, sizeof sockopt, "unix_socket_directories=%s", run);
+    /* a list setting: double quotes keep commas and spaces in the path literal */
+    snprintf(sockopt, sizeof sockopt, "unix_socket_directories=\"%s\"", run);
     char *argv[] = {prog, "-D", data, "-c", "listen_addresses=", "-c", sockopt, "-c", "logging_collector=off", NULL};
     for (int attempt = 1;; attempt++) {
         int logfd = open_log(logp, id, err, errlen);
@@ -449,7 +457,14 @@ static int pg_start(x4_embedded *e, const ident *id, char *err, size_t errlen) {
                 set_err(err, errlen, "embedded: postgres exited at start-up (see %s): %s", logp, tail);
                 return -1;
             }
-            if (pg_ping(e) == PQPING_OK) {
+            PGPing ping = pg_ping(e);
+            if (ping == PQPING_NO_ATTEMPT) {
+                kill(pid, SIGINT);
+                while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
+                set_err(err, errlen, "embedded: cannot build a PostgreSQL connection string for %s", run);
+                return -1;
+            }
+            if (ping == PQPING_OK) {
                 e->pg_pid = pid;
                 e->pg_child = 1;
                 e->pg_adopted = 0;
@@ -603,6 +618,12 @@ int x4_embedded_start(x4_embedded **out, const char *home, int want_pg, int want
     }
     if (!realpath(abs, e->home)) {
         set_err(err, errlen, "embedded: cannot resolve %s: %s", abs, strerror(errno));
+        free(e);
+        return -1;
+    }
+    /* libpq's host is a comma-separated list without escapes; postgres's socket list is quoted */
+    if (strpbrk(e->home, "\",\n")) {
+        set_err(err, errlen, "embedded: X402R_HOME must not contain a comma, '\"' or a newline: %s", e->home);
         free(e);
         return -1;
     }

@@ -3,7 +3,7 @@
  * A pool of N connections; each query is sent with PQsendQueryParams followed by its own
  * PQpipelineSync, so every query is its own implicit transaction and one failing query never
  * aborts another. Queries are assigned to the connection with the fewest in flight. Multi-step
- * atomic changes are SQL functions (sql/*.sql) or CTEs: one query, one transaction.
+ * atomic changes are SQL functions (the files in sql/) or CTEs: one query, one transaction.
  *
  * Connections that drop are re-established with backoff (100 ms doubling to 5 s); queries in
  * flight on a dropped connection complete with an error; queries submitted while no connection
