@@ -61,7 +61,8 @@ test('after one completed and one failed workflow the counts and successRate ref
   assert.ok(h.workflows.successRate === 0.5 || h.workflows.successRate === 50,
     `successRate for 1 of 2: ${h.workflows.successRate}`);
   assert.equal(h.workflows.active, 0);
-  assert.ok(h.errorRates.stepFailures >= 1, `stepFailures: ${JSON.stringify(h.errorRates)}`);
+  // errorRates are rates or counts (the contract does not say which): either way, not zero now
+  assert.ok(h.errorRates.stepFailures > 0, `stepFailures: ${JSON.stringify(h.errorRates)}`);
   assert.ok(h.workflows.averageExecutionMs >= 0);
   assertMoney(h.workflows.totalCostProcessed, '0');
 });

@@ -148,7 +148,9 @@ test('a body over 1 MiB is 413', async () => {
   const [r] = await rawHttp(ctx.engine.port, httpRequest('POST', '/workflows/create', { key: ctx.keys.val, body }));
   assert.ok(r, 'an answer before the connection closed');
   assert.equal(r.status, 413, r.text.slice(0, 300));
-  assert.equal(r.json?.success, false);
+  // h2o refuses an oversized body before any handler runs, so this one answer is its own
+  // text/plain message rather than the JSON error shape (docs/api.md says so).
+  assert.match(r.text, /too large/i);
 });
 
 test('a chunked body over 1 MiB is 413', async () => {

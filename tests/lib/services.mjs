@@ -14,6 +14,7 @@
 //   /hang                      → never answers; the call is marked aborted when the client goes away
 //   /count                     → 200 {n} (calls so far, all callers)
 //   /blob       {kb}           → 200 {data: "x" × kb KiB}
+//   /premium                   → 200 {report: <body>} (the priced service; the catalog de-duplicates by url)
 // catalogFor(svc) builds a DESIGN.md catalog naming these services.
 
 import http from 'node:http';
@@ -106,6 +107,8 @@ export async function startServices() {
           return send(400, { error: 'bad request' });
         case '/hang':
           return undefined; // never answers
+        case '/premium':
+          return send(200, { report: body });
         case '/count':
           countN += 1;
           return send(200, { n: countN });
@@ -188,9 +191,9 @@ export function catalogFor(svc) {
       rec('blob', 'Blob', 'Returns a large payload of kb kibibytes.', '/blob',
         obj({ kb: { type: 'integer', description: 'payload size in KiB' } }),
         obj({ data: { type: 'string' } })),
-      rec('premium_report', 'Premium report', 'Expensive market analysis report, priced per call.', '/echo',
+      rec('premium_report', 'Premium report', 'Expensive market analysis report, priced per call.', '/premium',
         obj({ topic: { type: 'string', description: 'report topic' } }),
-        obj({ echo: { type: 'object' } }), { price: { ...PREMIUM_PRICE } }),
+        obj({ report: { type: 'object' } }), { price: { ...PREMIUM_PRICE } }),
     ],
   };
 }
