@@ -399,6 +399,7 @@ typedef struct {
     size_t nsteps, capsteps;
     unsigned char *used; /* per catalog index */
     uint64_t sum, max_cost;
+    char budget_note[256]; /* a provider left out for the budget, told with the final error */
     double *acc;
     int *hits;
     unsigned char *strong;
@@ -1027,7 +1028,16 @@ static int wire_chain(mctx *m, mstep *st, size_t self_ci, const char *param, con
                      s->id, m->acc[i], m->hits[i]);
         /* optional: only a service the task itself talks about */
         if (!required && (m->acc[i] < OPTIONAL_MIN || m->hits[i] < OPTIONAL_HITS)) continue;
-        if (m->sum + price_of(s) < m->sum || m->sum + price_of(s) > m->max_cost) continue;
+        if (m->sum + price_of(s) < m->sum || m->sum + price_of(s) > m->max_cost) {
+            if (required && !m->budget_note[0]) {
+                char pr[40], mc[40];
+                x4_money_format(price_of(s), 6, pr);
+                x4_money_format(m->max_cost, 6, mc);
+                snprintf(m->budget_note, sizeof m->budget_note,
+                         "%s could provide \"%.64s\" but its price %s does not fit maxCost %s", s->id, param, pr, mc);
+            }
+            continue;
+        }
         rank[i] = m->acc[i];
     }
     int ok = 0;
@@ -1323,6 +1333,7 @@ int x4_matcher_plan(const x4_catalog *cat, const char *task, uint64_t max_cost, 
             x4_buf_printf(&b, "%s%s: %s", i ? "; " : "", json_string_value(json_object_get(e, "field")),
                           json_string_value(json_object_get(e, "problem")));
         }
+        if (m.budget_note[0]) x4_buf_printf(&b, " (%s)", m.budget_note);
         seterr(err, errlen, "%s", b.data ? b.data : "invalid plan");
         x4_buf_free(&b);
         json_decref(errors);
