@@ -77,6 +77,8 @@ int x4_config_load(x4_config *c, char *err, size_t errlen) {
     INT(retry_max_delay_ms, "RETRY_MAX_DELAY_MS", 10000, 0, 3600000);
     INT(pg_pool, "PG_POOL", 4, 1, 64);
     INT(ws_queue_max, "WS_QUEUE_MAX", 1024, 1, 1 << 20);
+    INT(auth_cache_ms, "AUTH_CACHE_MS", 30000, 0, 3600000);
+    INT(rate_limit_per_min, "RATE_LIMIT_PER_MIN", 1200, 0, 10000000);
 #undef INT
     {
         const char *v = env("RETRY_FACTOR");

@@ -39,6 +39,8 @@ typedef struct {
     int64_t retry_max_delay_ms; /* RETRY_MAX_DELAY_MS, default 10000 */
     int pg_pool;                /* PG_POOL: connections per process, default 4 */
     int ws_queue_max;           /* WS_QUEUE_MAX: queued messages per WebSocket before disconnect, default 1024 */
+    int64_t auth_cache_ms;      /* AUTH_CACHE_MS: how long a verified key is trusted without a lookup, default 30000 */
+    int rate_limit_per_min;     /* RATE_LIMIT_PER_MIN: API requests per user per minute, default 1200, 0 = off */
     char *log_level;            /* LOG_LEVEL, default info */
 } x4_config;
 

@@ -123,31 +123,57 @@ out:
 
 /* ---- keys ---- */
 
+/* Opens the database for a CLI command: DATABASE_URL, or the private server (started and
+ * migrated here, stopped by keys_close). */
+static int cli_db(x4_config *cfg, char **url, x4_embedded **emb, char *err, size_t errlen) {
+    char why[900];
+    *url = NULL;
+    *emb = NULL;
+    if (!cfg->database_url) {
+        if (x4_embedded_start(emb, cfg->home, 1, 0, url, NULL, why, sizeof why) < 0) {
+            snprintf(err, errlen, "%s", why);
+            return -1;
+        }
+    } else {
+        *url = strdup(cfg->database_url);
+    }
+    if (x4_migrate(*url, cfg->sql_dir, why, sizeof why) < 0) {
+        snprintf(err, errlen, "migrations: %s", why);
+        return -1;
+    }
+    return 0;
+}
+
 static int cmd_keys(int argc, char **argv) {
     if (argc < 2 || wants_help(argc, argv)) {
-        printf("Usage: x402r keys create --user NAME [--admin]\n\n"
-               "Creates the user if absent and a new API key for it, printed alone on one line of\n"
-               "stdout. Only a BLAKE2b hash of the key is stored: keep the printed key, it cannot be\n"
-               "shown again. --admin lets the key read any user's workflows.\n");
+        printf("Usage: x402r keys create --user NAME [--admin]\n"
+               "       x402r keys list --user NAME\n"
+               "       x402r keys revoke KEY_OR_ID\n\n"
+               "create: creates the user if absent and a new API key for it, printed alone on one line of\n"
+               "stdout. Only a BLAKE2b hash of the key is stored: keep the printed key, it cannot be shown\n"
+               "again. --admin lets the key read any user's workflows.\n"
+               "list: the user's keys (public id, created, active or revoked) — never the keys themselves.\n"
+               "revoke: disables a key everywhere within AUTH_CACHE_MS (30 s) (rotation: create a new one, then revoke).\n");
         return argc < 2 ? 2 : 0;
     }
-    if (strcmp(argv[1], "create") != 0) {
-        fprintf(stderr, "x402r keys: unknown subcommand '%s' (see --help)\n", argv[1]);
+    const char *sub = argv[1], *user = NULL, *target = NULL;
+    int admin = 0;
+    if (strcmp(sub, "create") && strcmp(sub, "list") && strcmp(sub, "revoke")) {
+        fprintf(stderr, "x402r keys: unknown subcommand '%s' (see --help)\n", sub);
         return 2;
     }
-    const char *user = NULL;
-    int admin = 0;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--user") && i + 1 < argc) user = argv[++i];
         else if (!strncmp(argv[i], "--user=", 7)) user = argv[i] + 7;
-        else if (!strcmp(argv[i], "--admin")) admin = 1;
+        else if (!strcmp(argv[i], "--admin") && !strcmp(sub, "create")) admin = 1;
+        else if (!strcmp(sub, "revoke") && !target && argv[i][0] != '-') target = argv[i];
         else {
-            fprintf(stderr, "x402r keys create: unexpected argument '%s' (see --help)\n", argv[i]);
+            fprintf(stderr, "x402r keys %s: unexpected argument '%s' (see --help)\n", sub, argv[i]);
             return 2;
         }
     }
-    if (!user) {
-        fprintf(stderr, "x402r keys create: --user NAME is required\n");
+    if (strcmp(sub, "revoke") ? !user : !target) {
+        fprintf(stderr, "x402r keys %s: %s is required\n", sub, strcmp(sub, "revoke") ? "--user NAME" : "KEY_OR_ID");
         return 2;
     }
     x4_config cfg;
@@ -155,26 +181,22 @@ static int cmd_keys(int argc, char **argv) {
     char err[1024], key[X4_KEY_MAX + 1], *url = NULL;
     x4_embedded *emb = NULL;
     int rc = 1;
-    if (!cfg.database_url) {
-        if (x4_embedded_start(&emb, cfg.home, 1, 0, &url, NULL, err, sizeof err) < 0) {
-            fprintf(stderr, "x402r keys: %s\n", err);
-            goto out;
-        }
+    if (cli_db(&cfg, &url, &emb, err, sizeof err) < 0) goto fail;
+    if (!strcmp(sub, "create")) {
+        if (x4_auth_create_key(url, user, admin, key, sizeof key, err, sizeof err) < 0) goto fail;
+        printf("%s\n", key);
+        fflush(stdout);
+        sodium_memzero(key, sizeof key);
+    } else if (!strcmp(sub, "list")) {
+        if (x4_auth_list_keys(url, user, stdout, err, sizeof err) < 0) goto fail;
     } else {
-        url = strdup(cfg.database_url);
+        if (x4_auth_revoke_key(url, target, err, sizeof err) < 0) goto fail;
+        printf("revoked\n");
     }
-    if (x4_migrate(url, cfg.sql_dir, err, sizeof err) < 0) {
-        fprintf(stderr, "x402r keys: migrations: %s\n", err);
-        goto out;
-    }
-    if (x4_auth_create_key(url, user, admin, key, sizeof key, err, sizeof err) < 0) {
-        fprintf(stderr, "x402r keys: %s\n", err);
-        goto out;
-    }
-    printf("%s\n", key);
-    fflush(stdout);
-    sodium_memzero(key, sizeof key);
     rc = 0;
+    goto out;
+fail:
+    fprintf(stderr, "x402r keys %s: %s\n", sub, err);
 out:
     free(url);
     x4_embedded_stop(emb);

@@ -56,7 +56,13 @@ typedef struct {
 
 /* ---- answers ---- */
 
+static x4_stats *g_stats; /* this process's counters (one engine per process) */
+
 static void respond_error(x4_req *r, int status, const char *msg, json_t *details) {
+    if (g_stats) {
+        if (status >= 500) g_stats->http_5xx++;
+        else g_stats->http_4xx++;
+    }
     json_t *j = json_pack("{s:b, s:s}", "success", 0, "error", msg);
     if (details) json_object_set_new(j, "details", details);
     x4_req_respond_json(r, status, j);
@@ -697,6 +703,45 @@ static void dispatch(api_ctx *c) {
     }
 }
 
+/* Per-user rate limit: a Redis counter per user and minute window (INCR, EXPIRE on first use),
+ * shared by every process. Fails open: without Redis the API keeps serving. */
+static void on_rate(redisReply *reply, const char *err, void *ud) {
+    api_ctx *c = ud;
+    x4_engine *e = c->e;
+    if (!err && reply && reply->type == REDIS_REPLY_INTEGER) {
+        if (reply->integer == 1) {
+            char key[128];
+            snprintf(key, sizeof key, "x402r:rl:%s:%llu", c->who.user, (unsigned long long)(x4_now_ms() / 60000));
+            const char *argv[] = {"EXPIRE", key, "120"};
+            size_t lens[] = {6, strlen(key), 3};
+            if (e->bus) x4_bus_command(e->bus, 3, argv, lens, NULL, NULL);
+        }
+        if (reply->integer > e->cfg.rate_limit_per_min) {
+            char msg[96], retry[16];
+            snprintf(msg, sizeof msg, "rate limit exceeded: %d requests per minute", e->cfg.rate_limit_per_min);
+            snprintf(retry, sizeof retry, "%llu", (unsigned long long)(60 - (x4_now_ms() / 1000) % 60));
+            x4_req_add_header(c->req, "Retry-After", retry);
+            respond_error(c->req, 429, msg, NULL);
+            free(c);
+            return;
+        }
+    }
+    dispatch(c);
+}
+
+static void rate_limit(api_ctx *c) {
+    x4_engine *e = c->e;
+    if (e->cfg.rate_limit_per_min <= 0 || !e->bus) {
+        dispatch(c);
+        return;
+    }
+    char key[128];
+    snprintf(key, sizeof key, "x402r:rl:%s:%llu", c->who.user, (unsigned long long)(x4_now_ms() / 60000));
+    const char *argv[] = {"INCR", key};
+    size_t lens[] = {4, strlen(key)};
+    x4_bus_command(e->bus, 2, argv, lens, on_rate, c);
+}
+
 static void on_auth(const x4_principal *p, const char *err, void *ud) {
     api_ctx *c = ud;
     if (err) {
@@ -711,12 +756,13 @@ static void on_auth(const x4_principal *p, const char *err, void *ud) {
         return;
     }
     c->who = *p;
-    dispatch(c);
+    rate_limit(c);
 }
 
 void x4_api_handle(x4_req *req, void *ud) {
     x4_engine *e = ud;
     e->stats.http_requests++;
+    g_stats = &e->stats;
     char id[ID_MAX + 1];
     const char *want;
     enum route rt = match(req, id, &want);

@@ -108,7 +108,7 @@ static void on_lookup(PGresult *r, const char *err, void *ud) {
         memcpy(s->id, l->id, sizeof s->id);
         memcpy(s->hash, l->hash, 32);
         s->who = who;
-        s->until_ms = x4_now_ms() + X4_AUTH_CACHE_MS;
+        s->until_ms = x4_now_ms() + (uint64_t)e->cfg.auth_cache_ms;
     }
     l->cb(&who, NULL, l->ud);
 done:
@@ -197,6 +197,68 @@ int x4_auth_create_key(const char *conninfo, const char *user, int admin, char *
 out:
     sodium_memzero(secret, sizeof secret);
     if (rc < 0 && keylen) sodium_memzero(key_out, keylen);
+    PQclear(r);
+    PQfinish(c);
+    return rc;
+}
+
+int x4_auth_revoke_key(const char *conninfo, const char *key_or_id, char *err, size_t errlen) {
+    char id[ID_LEN + 1];
+    size_t n = strlen(key_or_id);
+    if (parse_key(key_or_id, n, id) < 0) {
+        if (n != ID_LEN) {
+            snprintf(err, errlen, "expected a key (x4k_...) or its %d-character id", ID_LEN);
+            return -1;
+        }
+        memcpy(id, key_or_id, ID_LEN + 1);
+    }
+    int rc = -1;
+    PGresult *r = NULL;
+    PGconn *c = PQconnectdb(conninfo);
+    if (PQstatus(c) != CONNECTION_OK) {
+        snprintf(err, errlen, "cannot connect to PostgreSQL: %s", PQerrorMessage(c));
+        goto out;
+    }
+    const char *params[] = {id};
+    r = PQexecParams(c, "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", 1, NULL, params,
+                     NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        snprintf(err, errlen, "%s", PQresultErrorMessage(r));
+        goto out;
+    }
+    if (strcmp(PQcmdTuples(r), "1") != 0) {
+        snprintf(err, errlen, "no active key with id %s", id);
+        goto out;
+    }
+    rc = 0;
+out:
+    PQclear(r);
+    PQfinish(c);
+    return rc;
+}
+
+int x4_auth_list_keys(const char *conninfo, const char *user, void *file, char *err, size_t errlen) {
+    int rc = -1;
+    PGresult *r = NULL;
+    PGconn *c = PQconnectdb(conninfo);
+    if (PQstatus(c) != CONNECTION_OK) {
+        snprintf(err, errlen, "cannot connect to PostgreSQL: %s", PQerrorMessage(c));
+        goto out;
+    }
+    const char *params[] = {user};
+    r = PQexecParams(c,
+                     "SELECT id, x4_iso(created_at) AS created, x4_iso(revoked_at) AS revoked FROM api_keys "
+                     "WHERE user_id = $1 ORDER BY created_at",
+                     1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        snprintf(err, errlen, "%s", PQresultErrorMessage(r));
+        goto out;
+    }
+    for (int i = 0; i < PQntuples(r); i++)
+        fprintf(file, "%s\t%s\t%s%s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
+                PQgetisnull(r, i, 2) ? "active" : "revoked ", PQgetisnull(r, i, 2) ? "" : PQgetvalue(r, i, 2));
+    rc = 0;
+out:
     PQclear(r);
     PQfinish(c);
     return rc;

@@ -613,10 +613,10 @@ static size_t content_words(const word *w, size_t a, size_t b) {
 }
 
 static void split_clauses(mctx *m) {
-    enum { MAXW = 2048 };
-    word *w = calloc(MAXW, sizeof *w);
+    size_t maxw = strlen(m->task) / 2 + 1; /* a word and its separator take two bytes at least */
+    word *w = calloc(maxw, sizeof *w);
     if (!w) return;
-    size_t n = scan_words(m->task, w, MAXW);
+    size_t n = scan_words(m->task, w, maxw);
     /* cut[i]: a clause starts at word i; skip[i]: word i is a connector, left out */
     unsigned char *cut = calloc(n + 1, 1), *skip = calloc(n + 1, 1);
     if (!cut || !skip) goto out;
