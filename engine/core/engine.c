@@ -5,6 +5,7 @@
 #include "core/engine.h"
 
 #include <curl/curl.h>
+#include <libpq-fe.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -153,6 +154,7 @@ int x4_engine_open(x4_engine *e, uv_loop_t *loop, const x4_engine_opts *opts, ch
         }
     }
     e->claim_others = opts->claim_others;
+    e->drive = opts->drive_workflows;
     if (opts->drive_workflows) x4_wf_open(e);
     uv_signal_init(loop, &e->sig_int);
     uv_signal_init(loop, &e->sig_term);
@@ -173,6 +175,47 @@ static void on_grace(uv_timer_t *t) {
     uv_walk(t->loop, force_close, NULL);
 }
 
+/* Phase 2 of shutdown: close every client and handle. */
+static void stop_clients(x4_engine *e) {
+    if (e->pg) x4_pg_close(e->pg);
+    e->pg = NULL;
+    if (e->bus) x4_bus_close(e->bus);
+    e->bus = NULL;
+    if (e->httpc) x4_httpc_close(e->httpc);
+    e->httpc = NULL;
+    if (e->sig_int.loop && !uv_is_closing((uv_handle_t *)&e->sig_int)) {
+        uv_close((uv_handle_t *)&e->sig_int, NULL);
+        uv_close((uv_handle_t *)&e->sig_term, NULL);
+    }
+    static uv_timer_t grace;
+    uv_timer_init(e->loop, &grace);
+    uv_timer_start(&grace, on_grace, 10000, 0);
+    uv_unref((uv_handle_t *)&grace);
+}
+
+static uv_timer_t g_release_timer;
+
+static void release_done(x4_engine *e) {
+    if (!e->releasing) return;
+    e->releasing = 0;
+    uv_timer_stop(&g_release_timer);
+    uv_close((uv_handle_t *)&g_release_timer, NULL);
+    stop_clients(e);
+}
+
+static void on_leases_released(PGresult *res, const char *err, void *ud) {
+    x4_engine *e = ud;
+    if (err) x4_warn("engine", "could not hand back leases (%s); they lapse after LEASE_MS", err);
+    else if (PQntuples(res) > 0) x4_info("engine", "handed back %d workflow lease(s)", PQntuples(res));
+    release_done(e);
+}
+
+static void on_release_timeout(uv_timer_t *t) {
+    x4_engine *e = t->data;
+    x4_warn("engine", "PostgreSQL did not answer the lease hand-back in time; they lapse after LEASE_MS");
+    release_done(e);
+}
+
 void x4_engine_stop(x4_engine *e, int exit_code) {
     if (e->stopping) return;
     e->stopping = 1;
@@ -182,20 +225,21 @@ void x4_engine_stop(x4_engine *e, int exit_code) {
     x4_streams_close(e);
     if (e->http) x4_http_close(e->http);
     e->http = NULL;
-    if (e->pg) x4_pg_close(e->pg);
-    e->pg = NULL;
-    if (e->bus) x4_bus_close(e->bus);
-    e->bus = NULL;
-    if (e->httpc) x4_httpc_close(e->httpc);
-    e->httpc = NULL;
-    if (e->sig_int.loop) {
-        uv_close((uv_handle_t *)&e->sig_int, NULL);
-        uv_close((uv_handle_t *)&e->sig_term, NULL);
+    if (!e->pg || !e->drive) {
+        stop_clients(e);
+        return;
     }
-    static uv_timer_t grace;
-    uv_timer_init(e->loop, &grace);
-    uv_timer_start(&grace, on_grace, 10000, 0);
-    uv_unref((uv_handle_t *)&grace);
+    /* Hand our leases back so another process resumes our workflows at once (a rolling
+     * restart loses no time); bounded by a 2 s timer so a dead database cannot stall exit. */
+    e->releasing = 1;
+    uv_timer_init(e->loop, &g_release_timer);
+    g_release_timer.data = e;
+    uv_timer_start(&g_release_timer, on_release_timeout, 2000, 0);
+    const char *params[] = {e->owner};
+    x4_pg_query(e->pg,
+                "UPDATE workflows SET lease_until = clock_timestamp() - interval '1 millisecond' "
+                "WHERE lease_owner = $1 AND status IN ('planning','executing','compensating') RETURNING id",
+                1, params, on_leases_released, e);
 }
 
 int x4_engine_run(x4_engine *e) {

@@ -70,6 +70,8 @@ typedef struct x4_engine {
     int stopping;
     int exit_code;
     int claim_others;
+    int drive;             /* drives workflows (holds leases) */
+    int releasing;         /* shutdown: lease hand-back in flight */
     struct { x4_event_listener fn; void *ud; } listeners[8];
     int nlisteners;
 } x4_engine;

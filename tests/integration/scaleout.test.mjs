@@ -131,3 +131,27 @@ test('kill -9 of the driving process: a live process takes the workflow over', a
   assert.notEqual(b[0].idempotencyKey ?? b[0].attempt, b.at(-1).idempotencyKey ?? b.at(-1).attempt,
     'the retry carries a new attempt number');
 });
+
+test('a graceful stop hands the leases back at once, and another process finishes the work', async () => {
+  const { psql } = await import('../lib/harness.mjs');
+  const env = { REDIS_URL: `unix://${sock}`, LEASE_MS: '6000', RETRY_MAX_ATTEMPTS: '1' };
+  const catalog = catalogFor(svc);
+  const C = await startEngine({ db, env, catalog });
+  const D = await startEngine({ db, env, catalog });
+  try {
+    const cc = api(C, key);
+    const { id } = await ready(cc, { input: 'rolling restart', plan: chain(1500) });
+    await approve(cc, id);
+    await waitFor(() => svc.calls({ workflowId: id, stepId: 'b' }).length === 1, { timeout: 10000, message: 'b started' });
+    const owner = await psql(`SELECT lease_owner FROM workflows WHERE id = '${id}'`, { db });
+    assert.ok(owner, 'leased while running');
+    await C.stop();
+    const row = await psql(`SELECT lease_owner = '${owner}' AND lease_until > clock_timestamp() FROM workflows WHERE id = '${id}'`, { db });
+    assert.equal(row, 'f', 'the stopped process no longer holds a live lease');
+    const done = await waitStatus(api(D, key), id, ['completed'], { timeout: 20000 });
+    assert.equal(done.status, 'completed');
+    assert.equal(svc.calls({ workflowId: id, stepId: 'a' }).length, 1);
+  } finally {
+    for (const e of [C, D]) if (!e.exitInfo()) await e.kill('SIGKILL');
+  }
+});
