@@ -291,7 +291,7 @@ export class Chain {
       // these never land on a real cluster (no fee is taken): reject
       throw new RpcError(-32002, `Transaction simulation failed: ${err}`, { err, logs: [], accounts: null, unitsConsumed: 0 });
     }
-    const meta = r.meta();
+    const meta = failed ? r.meta() : r; // success: TransactionMetadata itself
     const post = this.snapshot(d.msg);
     const rec = {
       signature: d.signature, signatures: d.signatures, slot: this.slot, blockTime: Math.floor(Date.now() / 1000),
@@ -474,6 +474,10 @@ export function makeRpcHandler(chain, admin = {}) {
     x402r_warpSlots: ([n = 1]) => { chain.advance(Math.max(1, Math.min(100000, Number(n) | 0))); return chain.slot; },
     x402r_setLamports: ([a, lamports]) => { chain.setLamports(checkAddress(a), BigInt(lamports)); return true; },
     x402r_setTokenBalance: async ([owner, mint, amount]) => chain.setTokenBalance(checkAddress(owner), checkAddress(mint), BigInt(amount)),
+    x402r_facilitator: async ([what]) => {
+      if (!chain.adminFacilitator) throw new RpcError(-32601, 'Method not found');
+      try { return await chain.adminFacilitator(what); } catch (e) { throw invalidParams(e.message); }
+    },
     ...admin,
   };
 

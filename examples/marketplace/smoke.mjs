@@ -1,0 +1,193 @@
+#!/usr/bin/env node
+// examples/marketplace/smoke.mjs — proves the marketplace works with the REAL x402 peers:
+// @x402/fetch (client, v2 and v1) pays @x402/express, @x402/hono and x402-express services
+// through the @x402/core + @x402/svm facilitator on the LiteSVM chain.
+//
+//   node examples/marketplace/smoke.mjs [--state DIR]
+//
+// With --state it uses the marketplace described by DIR/marketplace.json (already running);
+// without it, it starts one in-process on free ports. Exits 0 when every check passed.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { createKeyPairSignerFromBytes } from '@solana/kit';
+import { wrapFetchWithPayment, x402Client, decodePaymentResponseHeader } from '@x402/fetch';
+import { ExactSvmScheme } from '@x402/svm/exact/client';
+import { ExactSvmSchemeV1 } from '@x402/svm/exact/v1/client';
+import { startMarketplace } from './lib/market.mjs';
+
+const i = process.argv.indexOf('--state');
+let info; let stop = async () => {};
+if (i > 0) {
+  info = JSON.parse(readFileSync(path.join(process.argv[i + 1], 'marketplace.json'), 'utf8'));
+} else {
+  const m = await startMarketplace({ portBase: 0, quiet: true });
+  info = m.info; stop = m.stop;
+}
+
+let passed = 0; let failed = 0;
+function check(name, cond, detail = '') {
+  if (cond) { passed++; console.log(`ok   ${name}${detail ? ' — ' + detail : ''}`); } else { failed++; console.log(`FAIL ${name}${detail ? ' — ' + detail : ''}`); }
+}
+
+let rpcId = 0;
+async function rpc(method, params = []) {
+  const r = await fetch(info.rpcUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: ++rpcId, method, params }) });
+  const j = await r.json();
+  if (j.error) { const e = new Error(`${method}: ${j.error.code} ${j.error.message}`); e.rpc = j.error; throw e; }
+  return j.result;
+}
+const tokenBalance = async (acct) => BigInt((await rpc('getTokenAccountBalance', [acct])).value.amount);
+const svc = (id) => info.services.find((s) => s.id === id);
+
+async function payingFetch(secretBase64) {
+  const signer = await createKeyPairSignerFromBytes(Buffer.from(secretBase64, 'base64'));
+  const client = new x402Client()
+    .register(info.network, new ExactSvmScheme(signer, { rpcUrl: info.rpcUrl }))
+    .registerV1(info.networkV1, new ExactSvmSchemeV1(signer, { rpcUrl: info.rpcUrl }));
+  return wrapFetchWithPayment(fetch, client);
+}
+const post = (f, url, body) => f(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+
+try {
+  const escrowFetch = await payingFetch(info.escrow.secretBase64);
+  const escrowAta = info.escrow.tokenAccount;
+
+  // 1. v2 (express): 402 -> pay -> 200 + PAYMENT-RESPONSE; exact amount moved
+  {
+    const s = svc('dex_volume');
+    const bare = await post(fetch, s.url, { chain: 'solana', days: 3 });
+    check('v2 express: unpaid request is a 402 with PAYMENT-REQUIRED', bare.status === 402 && !!bare.headers.get('payment-required'));
+    const before = await tokenBalance(s.payToTokenAccount);
+    const eBefore = await tokenBalance(escrowAta);
+    const r = await post(escrowFetch, s.url, { chain: 'solana', days: 3 });
+    const body = await r.json();
+    const settle = r.headers.get('payment-response') ? decodePaymentResponseHeader(r.headers.get('payment-response')) : null;
+    check('v2 express: paid request is a 200 with a settlement header', r.status === 200 && settle?.success === true, `tx ${settle?.transaction}`);
+    check('v2 express: answer is the service output', Array.isArray(body.series) && body.series.length === 3);
+    const after = await tokenBalance(s.payToTokenAccount);
+    const eAfter = await tokenBalance(escrowAta);
+    check('v2 express: payTo balance moved by exactly the price', after - before === BigInt(s.amount), `${before} -> ${after} (+${s.amount})`);
+    check('v2 express: payer balance moved by exactly the price', eBefore - eAfter === BigInt(s.amount));
+    const sigs = await rpc('getSignaturesForAddress', [escrowAta, { limit: 5 }]);
+    const mine = sigs.find((x) => x.signature === settle?.transaction);
+    check('getSignaturesForAddress(payer ATA) lists the payment, newest first, with its memo', mine && sigs[0].signature === settle.transaction && /^\[\d+\] /.test(mine.memo ?? ''), `memo ${mine?.memo}`);
+    const tx = await rpc('getTransaction', [settle.transaction, { encoding: 'json', maxSupportedTransactionVersion: 0, commitment: 'confirmed' }]);
+    const pre = tx.meta.preTokenBalances.find((b) => b.owner === s.payTo);
+    const postB = tx.meta.postTokenBalances.find((b) => b.owner === s.payTo);
+    check('getTransaction shows the token balance change and the fee payer', tx.version === 0 && BigInt(postB.uiTokenAmount.amount) - BigInt(pre.uiTokenAmount.amount) === BigInt(s.amount) && tx.transaction.message.accountKeys[0] === info.feePayer);
+    let verr = null;
+    try { await rpc('getTransaction', [settle.transaction, { encoding: 'json' }]); } catch (e) { verr = e.rpc; }
+    check('getTransaction without maxSupportedTransactionVersion is -32015 (like a real node)', verr?.code === -32015);
+  }
+
+  // 2. v2 (hono), paid by a user wallet
+  {
+    const s = svc('sentiment_analysis');
+    const f = await payingFetch(info.wallets.user1.secretBase64);
+    const before = await tokenBalance(s.payToTokenAccount);
+    const r = await post(f, s.url, { text: 'volume is up, very bullish' });
+    const body = await r.json();
+    const settle = r.headers.get('payment-response') ? decodePaymentResponseHeader(r.headers.get('payment-response')) : null;
+    const after = await tokenBalance(s.payToTokenAccount);
+    check('v2 hono: paid 200 + settlement, exact amount', r.status === 200 && settle?.success && body.sentiment === 'positive' && after - before === BigInt(s.amount), `tx ${settle?.transaction}`);
+  }
+
+  // 3. v1 (x402-express)
+  {
+    const s = svc('whale_alerts');
+    const bare = await post(fetch, s.url, { chain: 'solana' });
+    const bj = await bare.json();
+    check('v1: unpaid request is a 402 with a v1 body', bare.status === 402 && bj.x402Version === 1 && bj.accepts?.[0]?.maxAmountRequired === s.amount && bj.accepts[0].network === 'solana-devnet');
+    const before = await tokenBalance(s.payToTokenAccount);
+    const r = await post(escrowFetch, s.url, { chain: 'solana' });
+    const body = await r.json();
+    const hdr = r.headers.get('x-payment-response');
+    const settle = hdr ? JSON.parse(Buffer.from(hdr, 'base64').toString('utf8')) : null;
+    const after = await tokenBalance(s.payToTokenAccount);
+    check('v1: paid 200 + X-PAYMENT-RESPONSE, exact amount', r.status === 200 && settle?.success && Array.isArray(body.alerts) && after - before === BigInt(s.amount), `tx ${settle?.transaction}`);
+  }
+
+  // 4. a service that fails after verification is not charged
+  {
+    const s = svc('flaky_after_verify');
+    const before = await tokenBalance(s.payToTokenAccount);
+    const eBefore = await tokenBalance(escrowAta);
+    const st0 = await (await fetch(`${info.facilitatorUrl}/stats`)).json();
+    const r = await post(escrowFetch, s.url, { text: 'x' });
+    await r.text();
+    const st1 = await (await fetch(`${info.facilitatorUrl}/stats`)).json();
+    const after = await tokenBalance(s.payToTokenAccount);
+    const eAfter = await tokenBalance(escrowAta);
+    check('500 after verification: verified, not settled, no money moved', r.status === 500 && !r.headers.get('payment-response') && after === before && eAfter === eBefore && st1.verify === st0.verify + 1 && st1.settle === st0.settle, `status ${r.status}, verify +${st1.verify - st0.verify}, settle +${st1.settle - st0.settle}`);
+  }
+
+  // 5. an underfunded payer gets a 402 naming the reason
+  {
+    const s = svc('dex_volume');
+    const f = await payingFetch(info.wallets.underfunded.secretBase64);
+    const before = await tokenBalance(s.payToTokenAccount);
+    let status; let reason;
+    try {
+      const r = await post(f, s.url, { chain: 'solana', days: 1 });
+      status = r.status;
+      const h = r.headers.get('payment-required');
+      reason = h ? JSON.parse(Buffer.from(h, 'base64').toString('utf8')).error : (await r.text());
+    } catch (e) { reason = `client threw: ${e.message}`; }
+    const after = await tokenBalance(s.payToTokenAccount);
+    check('underfunded payer: 402 whose error names the reason, nothing moved', status === 402 && /insufficient|simulation/i.test(reason ?? '') && after === before, `reason ${reason}`);
+  }
+
+  // 6. over-cap service advertises its price
+  {
+    const s = svc('premium_report');
+    const r = await post(fetch, s.url, { title: 'x' });
+    const pr = JSON.parse(Buffer.from(r.headers.get('payment-required') ?? '', 'base64').toString('utf8') || '{}');
+    check('over-cap service: 402 asks for $5.00 (5000000)', r.status === 402 && pr.accepts?.[0]?.amount === '5000000');
+  }
+
+  // 7. discovery and registry
+  {
+    const d1 = await (await fetch(`${info.discoveryUrl}?limit=5&offset=0`)).json();
+    const d2 = await (await fetch(`${info.discoveryUrl}?limit=5&offset=5`)).json();
+    const items = [...d1.items, ...d2.items];
+    const v1 = items.find((x) => x.x402Version === 1);
+    const v2 = items.find((x) => x.x402Version === 2);
+    check('bazaar /discovery/resources pages every service with v1 and v2 shapes and schemas',
+      d1.pagination.total === info.services.length && items.length === info.services.length &&
+      !!v1?.accepts[0].outputSchema?.input && !!v2?.extensions?.bazaar?.schema?.properties?.input?.properties?.body,
+      `total ${d1.pagination.total}`);
+    const reg = await (await fetch(`${info.registryUrl}/services/discover`)).json();
+    check('registry /services/discover lists every service', Array.isArray(reg) && reg.length === info.services.length && typeof reg[0].inputSchema === 'string' && reg.find((x) => x.id === 'sentiment_analysis').pricePerCall === '0.0015');
+  }
+
+  // 8. facilitator down: the service cannot verify, nothing moves; then back up
+  {
+    const s = svc('dex_volume');
+    const before = await tokenBalance(s.payToTokenAccount);
+    await rpc('x402r_facilitator', ['down']);
+    let status; let err = '';
+    try { const r = await post(escrowFetch, s.url, { chain: 'solana', days: 1 }); status = r.status; err = (await r.text()).slice(0, 80); } catch (e) { err = e.message; }
+    await rpc('x402r_facilitator', ['up']);
+    const after = await tokenBalance(s.payToTokenAccount);
+    check('facilitator down: request fails, nothing moved', status !== 200 && after === before, `status ${status ?? 'thrown'} ${err}`);
+    const r2 = await post(escrowFetch, s.url, { chain: 'solana', days: 1 });
+    await r2.text();
+    check('facilitator back up: paid request works again', r2.status === 200);
+  }
+
+  // 9. blockhashes expire
+  {
+    const { value } = await rpc('getLatestBlockhash');
+    await rpc('x402r_warpSlots', [value.lastValidBlockHeight - (await rpc('getBlockHeight')) + 1]);
+    const valid = (await rpc('isBlockhashValid', [value.blockhash])).value;
+    const h = await rpc('getBlockHeight');
+    check('blockhash expires after lastValidBlockHeight', valid === false && h > value.lastValidBlockHeight, `lastValid ${value.lastValidBlockHeight}, height now ${h}`);
+  }
+} catch (e) {
+  failed++;
+  console.log(`FAIL unexpected error: ${e.stack ?? e}`);
+} finally {
+  await stop();
+}
+console.log(`smoke: ${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
