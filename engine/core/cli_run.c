@@ -104,10 +104,13 @@ static void print_outputs(json_t *output) {
     }
 }
 
-static void finish(run_ui *u, int code) {
+static void close_input(x4_engine *e, void *ud) {
+    run_ui *u = ud;
+    (void)e;
     if (u->in && !uv_is_closing((uv_handle_t *)u->in)) uv_close((uv_handle_t *)u->in, NULL);
-    x4_engine_stop(&u->e, code);
 }
+
+static void finish(run_ui *u, int code) { x4_engine_stop(&u->e, code); }
 
 static void on_approved(PGresult *res, const char *err, void *ud) {
     run_ui *u = ud;
@@ -343,6 +346,9 @@ int x4_cli_run(int argc, char **argv) {
         return 1;
     }
     x4_events_listen(&u->e, on_event, u);
+    u->e.interrupt_code = 130;
+    u->e.on_stop = close_input;
+    u->e.on_stop_ud = u;
     x4_make_id("wf", u->wf, sizeof u->wf);
     char lease[24], ttl[24];
     snprintf(lease, sizeof lease, "%lld", (long long)u->e.cfg.lease_ms);

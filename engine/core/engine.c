@@ -54,7 +54,9 @@ static void load_registry(x4_engine *e) {
     long code = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
     if (rc != CURLE_OK || code != 200 || !body.data) {
-        x4_warn("catalog", "registry %s unavailable (%s, HTTP %ld); continuing without it", url.data,
+        char shown[256];
+        x4_url_redact(url.data, shown, sizeof shown);
+        x4_warn("catalog", "registry %s unavailable (%s, HTTP %ld); continuing without it", shown,
                 rc != CURLE_OK ? curl_easy_strerror(rc) : "bad status", code);
         goto out;
     }
@@ -76,7 +78,7 @@ out:
 static void on_signal(uv_signal_t *s, int signum) {
     x4_engine *e = s->data;
     x4_info("engine", "signal %d: shutting down", signum);
-    x4_engine_stop(e, 0);
+    x4_engine_stop(e, signum == SIGINT ? e->interrupt_code : 0);
 }
 
 int x4_engine_open(x4_engine *e, uv_loop_t *loop, const x4_engine_opts *opts, char *err, size_t errlen) {
@@ -177,10 +179,12 @@ static void on_grace(uv_timer_t *t) {
 
 /* Phase 2 of shutdown: close every client and handle. */
 static void stop_clients(x4_engine *e) {
-    if (e->pg) x4_pg_close(e->pg);
-    e->pg = NULL;
+    /* The bus first: closing it completes pending commands, whose callbacks (the rate limiter)
+     * may still want the database; then the pool, whose failing callbacks may publish. */
     if (e->bus) x4_bus_close(e->bus);
     e->bus = NULL;
+    if (e->pg) x4_pg_close(e->pg);
+    e->pg = NULL;
     if (e->httpc) x4_httpc_close(e->httpc);
     e->httpc = NULL;
     if (e->sig_int.loop && !uv_is_closing((uv_handle_t *)&e->sig_int)) {
@@ -220,6 +224,7 @@ void x4_engine_stop(x4_engine *e, int exit_code) {
     if (e->stopping) return;
     e->stopping = 1;
     e->exit_code = exit_code;
+    if (e->on_stop) e->on_stop(e, e->on_stop_ud);
     x4_wf_close(e);
     x4_sched_close(e);
     x4_streams_close(e);

@@ -72,6 +72,9 @@ typedef struct x4_engine {
     int claim_others;
     int drive;             /* drives workflows (holds leases) */
     int releasing;         /* shutdown: lease hand-back in flight */
+    int interrupt_code;    /* exit status after SIGINT (serve: 0, run: 130) */
+    void (*on_stop)(struct x4_engine *e, void *ud); /* called once when shutdown begins */
+    void *on_stop_ud;
     struct { x4_event_listener fn; void *ud; } listeners[8];
     int nlisteners;
 } x4_engine;

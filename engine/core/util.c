@@ -198,3 +198,17 @@ int x4_query_get(const char *query, size_t qlen, const char *name, char *out, si
     }
     return 0;
 }
+
+void x4_url_redact(const char *url, char *out, size_t outlen) {
+    const char *scheme = strstr(url, "://");
+    const char *host = scheme ? scheme + 3 : url;
+    const char *end = host + strcspn(host, "/?#");
+    const char *at = NULL;
+    for (const char *p = host; p < end; p++)
+        if (*p == '@') at = p;
+    if (!at) {
+        snprintf(out, outlen, "%s", url);
+        return;
+    }
+    snprintf(out, outlen, "%.*s***%s", (int)(host - url), url, at);
+}

@@ -45,4 +45,7 @@ int x4_url_decode(const char *src, size_t n, char *out, size_t outlen);
  * Returns 1 if found, 0 if absent, -1 if malformed. */
 int x4_query_get(const char *query, size_t qlen, const char *name, char *out, size_t outlen);
 
+/* Copies a URL for logging with any user:password@ part replaced by "***@". */
+void x4_url_redact(const char *url, char *out, size_t outlen);
+
 #endif

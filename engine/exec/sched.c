@@ -54,6 +54,7 @@ typedef struct {
     uint64_t t0_us;
     int64_t retry_delay;
     int holds_slot;
+    int skip_after_write;  /* skipped while its "retrying" write was in flight: skip once it lands */
 } step_rt;
 
 struct x4_run {
@@ -93,6 +94,7 @@ typedef struct {
 static void pump(x4_run *r);
 static void maybe_finish(x4_run *r);
 static void step_fail(x4_run *r, size_t i, const char *why);
+static void skip_one(x4_run *r, size_t k, const char *reason);
 
 /* ---- run table ---- */
 
@@ -163,7 +165,9 @@ static void wake_starved(x4_engine *e) {
         s->starved_head = r->starved_next;
         if (!s->starved_head) s->starved_tail = NULL;
         r->starved = 0;
+        run_ref(r); /* pump may drop the table's reference synchronously */
         pump(r);
+        run_unref(r);
     }
 }
 
@@ -292,6 +296,13 @@ static void on_started(PGresult *res, const char *err, void *ud) {
     x4_engine *e = r->e;
     step_rt *s = &r->st[i];
     x4_plan_step *ps = &r->plan->steps[i];
+    if (r->failed || e->stopping) {
+        /* The workflow failed (or hit maxTime) while "running" was being stored: never call,
+         * and never pay, a service for a workflow that is already over. */
+        slot_release(r, i);
+        skip_one(r, i, r->deadline_hit ? "maxTime exceeded" : "workflow failed");
+        goto out;
+    }
     char why[512];
     json_t **outs = calloc(r->plan->nsteps, sizeof *outs);
     if (!outs) {
@@ -376,17 +387,25 @@ out:
     ctx_done(c);
 }
 
-/* Skips every step that has not started (pending or waiting to retry). */
+/* Skips every step that has not started (pending or waiting to retry). A step whose
+ * "retrying" write is still in flight is skipped when that write lands (on_retrying), so the
+ * two writes can never be reordered by the pool. */
+static void skip_one(x4_run *r, size_t k, const char *reason) {
+    step_rt *s = &r->st[k];
+    timer_drop(&s->timer);
+    s->state = ST_SKIPPED;
+    json_t *d = json_pack("{s:s, s:s}", "stepId", r->plan->steps[k].id, "reason", reason);
+    step_write(r, k, "skipped", NULL, reason, "step.skipped", d, on_failed_or_skipped);
+}
+
 static void skip_rest(x4_run *r, const char *reason) {
-    for (size_t k = 0; k < r->plan->nsteps; k++) {
+    run_ref(r);
+    for (size_t k = 0; k < r->plan->nsteps && !r->dead; k++) {
         step_rt *s = &r->st[k];
-        if (s->state != ST_PENDING && s->state != ST_WAIT) continue;
-        timer_drop(&s->timer);
-        s->state = ST_SKIPPED;
-        json_t *d = json_pack("{s:s, s:s}", "stepId", r->plan->steps[k].id, "reason", reason);
-        step_write(r, k, "skipped", NULL, reason, "step.skipped", d, on_failed_or_skipped);
-        if (r->dead) return;
+        if (s->state == ST_WAIT && !s->timer) s->skip_after_write = 1;
+        else if (s->state == ST_PENDING || s->state == ST_WAIT) skip_one(r, k, reason);
     }
+    run_unref(r);
 }
 
 static void step_fail(x4_run *r, size_t i, const char *why) {
@@ -426,7 +445,10 @@ static void on_retrying(PGresult *res, const char *err, void *ud) {
     x4_run *r = c->run;
     if (write_landed(c, res, err) < 0) goto out;
     step_rt *s = &r->st[c->idx];
-    if (s->state == ST_WAIT && !s->timer) {
+    if (s->skip_after_write) {
+        s->skip_after_write = 0;
+        skip_one(r, c->idx, r->deadline_hit ? "maxTime exceeded" : "workflow failed");
+    } else if (s->state == ST_WAIT && !s->timer) {
         s->timer = timer_new(r, c->idx);
         if (s->timer) uv_timer_start(&s->timer->t, on_retry_timer, (uint64_t)s->retry_delay, 0);
         else step_fail(r, c->idx, "out of memory arming the retry timer");
@@ -489,14 +511,15 @@ out:
 /* ---- the run ---- */
 
 static void pump(x4_run *r) {
-    if (r->dead || r->failed || r->finishing) return;
+    if (r->dead || r->failed || r->finishing || r->e->stopping) return;
     x4_engine *e = r->e;
     struct x4_sched *sc = e->sched;
-    for (size_t t = 0; t < r->plan->nsteps; t++) {
+    run_ref(r); /* a synchronous write failure may drop the table's reference */
+    for (size_t t = 0; t < r->plan->nsteps && !r->dead; t++) {
         size_t i = r->plan->topo[t];
         step_rt *s = &r->st[i];
         if (s->state != ST_PENDING || s->unmet > 0) continue;
-        if (r->running >= e->cfg.workflow_concurrency) return;
+        if (r->running >= e->cfg.workflow_concurrency) break;
         if (sc->running >= (size_t)e->cfg.max_concurrency) {
             if (!r->starved) {
                 r->starved = 1;
@@ -505,11 +528,11 @@ static void pump(x4_run *r) {
                 else sc->starved_head = r;
                 sc->starved_tail = r;
             }
-            return;
+            break;
         }
         step_start(r, i);
-        if (r->dead) return;
     }
+    run_unref(r);
 }
 
 static void on_finished(PGresult *res, const char *err, void *ud) {
@@ -672,9 +695,11 @@ static void on_loaded(PGresult *res, const char *err, void *ud) {
         if (r->deadline) uv_timer_start(&r->deadline->t, on_deadline, (uint64_t)left, 0);
     }
     x4_info("sched", "%s: running (%zu steps)", r->id, n);
+    run_ref(r);
     if (r->failed) skip_rest(r, "workflow failed");
     if (!r->dead) pump(r);
     if (!r->dead) maybe_finish(r);
+    run_unref(r);
     r = NULL;
     goto out;
 fail_load:
@@ -716,16 +741,31 @@ void x4_sched_abort(x4_engine *e, const char *id, const char *why) {
 
 void x4_sched_lease_renewed(x4_engine *e, const char *const *ids, size_t n, uint64_t sent_ms) {
     struct x4_sched *s = e->sched;
-    for (unsigned b = 0; b < BUCKETS; b++) {
-        x4_run *r = s->buckets[b];
-        while (r) {
-            x4_run *next = r->next;
+    /* Collect first: killing a run can synchronously kill others (their chain links change). */
+    char (*lost)[96] = NULL;
+    size_t nlost = 0, cap = 0;
+    for (unsigned b = 0; b < BUCKETS; b++)
+        for (x4_run *r = s->buckets[b]; r; r = r->next) {
             int kept = r->loaded_ms >= sent_ms || r->finishing;
             for (size_t i = 0; i < n && !kept; i++) kept = strcmp(ids[i], r->id) == 0;
-            if (!kept) run_kill(r, "lease lost");
-            r = next;
+            if (kept) continue;
+            if (nlost == cap) {
+                size_t nc = cap ? cap * 2 : 16;
+                void *p = realloc(lost, nc * sizeof *lost);
+                if (!p) continue;
+                lost = p;
+                cap = nc;
+            }
+            memcpy(lost[nlost++], r->id, sizeof r->id);
         }
-    }
+    for (size_t i = 0; i < nlost; i++) x4_sched_abort(e, lost[i], "lease lost");
+    free(lost);
+}
+
+void x4_sched_abort_all(x4_engine *e, const char *why) {
+    if (!e->sched) return;
+    for (unsigned b = 0; b < BUCKETS; b++)
+        while (e->sched->buckets[b]) run_kill(e->sched->buckets[b], why);
 }
 
 static void on_event(const x4_event *ev, void *ud) {
@@ -740,11 +780,7 @@ int x4_sched_open(x4_engine *e) {
     return 0;
 }
 
-void x4_sched_close(x4_engine *e) {
-    if (!e->sched) return;
-    for (unsigned b = 0; b < BUCKETS; b++)
-        while (e->sched->buckets[b]) run_kill(e->sched->buckets[b], "shutting down");
-}
+void x4_sched_close(x4_engine *e) { x4_sched_abort_all(e, "shutting down"); }
 
 void x4_sched_free(x4_engine *e);
 void x4_sched_free(x4_engine *e) {

@@ -30,6 +30,8 @@ void x4_sched_close(x4_engine *e);
 void x4_sched_resume(x4_engine *e, const char *workflow_id);
 /* Drops a run from memory and aborts its transfers (cancelled, or its lease was lost). */
 void x4_sched_abort(x4_engine *e, const char *workflow_id, const char *why);
+/* Drops every run (the leases could not be renewed in time: another process may take over). */
+void x4_sched_abort_all(x4_engine *e, const char *why);
 /* After a lease cycle sent at sent_ms: drops runs started before it that were not renewed. */
 void x4_sched_lease_renewed(x4_engine *e, const char *const *ids, size_t n, uint64_t sent_ms);
 size_t x4_sched_active(const x4_engine *e);

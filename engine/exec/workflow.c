@@ -19,6 +19,38 @@ typedef struct {
     uint64_t sent_ms;
 } wf_ctx;
 
+/* Workflows this process is planning right now, so a lease cycle does not plan one twice. */
+typedef struct planning {
+    char id[96];
+    struct planning *next;
+} planning;
+static planning *g_planning;
+static uint64_t g_lease_ok_ms; /* last successful lease cycle */
+
+static int planning_has(const char *id) {
+    for (planning *p = g_planning; p; p = p->next)
+        if (!strcmp(p->id, id)) return 1;
+    return 0;
+}
+
+static void planning_add(const char *id) {
+    planning *p = calloc(1, sizeof *p);
+    if (!p) return;
+    snprintf(p->id, sizeof p->id, "%s", id);
+    p->next = g_planning;
+    g_planning = p;
+}
+
+static void planning_del(const char *id) {
+    for (planning **pp = &g_planning; *pp; pp = &(*pp)->next)
+        if (!strcmp((*pp)->id, id)) {
+            planning *p = *pp;
+            *pp = p->next;
+            free(p);
+            return;
+        }
+}
+
 static wf_ctx *ctx_new(x4_engine *e, const char *id) {
     wf_ctx *c = calloc(1, sizeof *c);
     if (!c) return NULL;
@@ -98,12 +130,15 @@ out:
     json_decref(plan_j);
     json_decref(errors);
     x4_plan_free(plan);
+    planning_del(c->id);
     free(c);
 }
 
 void x4_wf_plan(x4_engine *e, const char *id) {
+    if (planning_has(id)) return;
     wf_ctx *c = ctx_new(e, id);
     if (!c) return;
+    planning_add(id);
     const char *params[] = {id};
     x4_pg_query(e->pg, "SELECT status, lease_owner, input, max_cost FROM workflows WHERE id = $1", 1, params,
                 on_plan_input, c);
@@ -111,13 +146,22 @@ void x4_wf_plan(x4_engine *e, const char *id) {
 
 /* ---- timers ---- */
 
+/* Every leased row is driven here, renewed or newly claimed: a run dropped after a failed
+ * write (its lease still ours) is picked up again on the next cycle. Resuming a run already in
+ * memory, or planning one already being planned, is a no-op. */
 static void on_lease_cycle(PGresult *res, const char *err, void *ud) {
     wf_ctx *c = ud;
     x4_engine *e = c->e;
+    if (e->stopping) goto out;
     if (err) {
         x4_warn("workflow", "lease cycle failed: %s", err);
+        /* Past LEASE_MS without a renewal another process may own our workflows: stop calling
+         * services for them (fencing already refuses our writes). */
+        if (g_lease_ok_ms && x4_now_ms() - g_lease_ok_ms > (uint64_t)e->cfg.lease_ms)
+            x4_sched_abort_all(e, "leases could not be renewed");
         goto out;
     }
+    g_lease_ok_ms = c->sent_ms;
     int n = PQntuples(res);
     const char **renewed = calloc((size_t)n + 1, sizeof *renewed);
     if (!renewed) goto out;
@@ -125,14 +169,14 @@ static void on_lease_cycle(PGresult *res, const char *err, void *ud) {
     for (int i = 0; i < n; i++) {
         const char *id = x4_pg_val(res, i, "id"), *st = x4_pg_val(res, i, "status"), *cl = x4_pg_val(res, i, "claimed");
         if (!id || !st) continue;
-        if (cl && cl[0] == 't') {
-            x4_info("workflow", "%s: lease claimed (%s)", id, st);
-            if (strcmp(st, "planning") == 0) x4_wf_plan(e, id);
-            else if (strcmp(st, "executing") == 0) x4_sched_resume(e, id);
+        if (cl && cl[0] == 't') x4_info("workflow", "%s: lease claimed (%s)", id, st);
+        if (strcmp(st, "planning") == 0) x4_wf_plan(e, id);
+        else if (strcmp(st, "executing") == 0) {
+            renewed[nr++] = id;
+            x4_sched_resume(e, id);
         }
-        if (strcmp(st, "executing") == 0) renewed[nr++] = id;
     }
-    if (!e->stopping) x4_sched_lease_renewed(e, renewed, nr, c->sent_ms);
+    x4_sched_lease_renewed(e, renewed, nr, c->sent_ms);
     free(renewed);
 out:
     free(c);
@@ -170,6 +214,7 @@ int x4_wf_open(x4_engine *e) {
 }
 
 void x4_wf_close(x4_engine *e) {
+    while (g_planning) planning_del(g_planning->id);
     if (uv_is_active((uv_handle_t *)&e->lease_timer) || e->lease_timer.loop) {
         uv_timer_stop(&e->lease_timer);
         uv_timer_stop(&e->expiry_timer);

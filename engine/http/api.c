@@ -331,7 +331,12 @@ static int parse_amount(const json_t *v, uint64_t *out, const char **why) {
         *why = "expected a number or a decimal string";
         return -1;
     }
-    return x4_money_parse(text, X4_USDC_DECIMALS, out, why);
+    if (x4_money_parse(text, X4_USDC_DECIMALS, out, why) < 0) return -1;
+    if (*out > (uint64_t)INT64_MAX) { /* the ledger stores signed 64-bit amounts */
+        *why = "too large";
+        return -1;
+    }
+    return 0;
 }
 
 static void handle_create(api_ctx *c) {
@@ -411,6 +416,7 @@ static void handle_create(api_ctx *c) {
             }
         }
     }
+    if (plan && plan->estimate > (uint64_t)INT64_MAX) detail(details, "plan", "estimated cost too large");
     if (json_array_size(details) > 0) goto invalid;
     c->has_plan = plan != NULL;
     x4_make_id("wf", c->id, sizeof c->id);
@@ -691,6 +697,11 @@ static void handle_stream(api_ctx *c) {
 /* ---- dispatch ---- */
 
 static void dispatch(api_ctx *c) {
+    if (c->e->stopping || !c->e->pg) {
+        respond_error(c->req, 503, "shutting down", NULL);
+        free(c);
+        return;
+    }
     switch (c->route) {
     case R_CREATE: handle_create(c); break;
     case R_GET: handle_get(c); break;
@@ -763,6 +774,10 @@ void x4_api_handle(x4_req *req, void *ud) {
     x4_engine *e = ud;
     e->stats.http_requests++;
     g_stats = &e->stats;
+    if (e->stopping || !e->pg) {
+        respond_error(req, 503, "shutting down", NULL);
+        return;
+    }
     char id[ID_MAX + 1];
     const char *want;
     enum route rt = match(req, id, &want);

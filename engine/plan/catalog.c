@@ -247,7 +247,14 @@ fail:
 }
 
 /* Expands and checks a url; what names the field in messages ("url", "compensate.url"). */
-static char *check_url(const json_t *v, const char *what, char *err, size_t errlen) {
+/* `${VAR}` expansion is for operator-owned catalog files only: a record from a registry or the
+ * Bazaar could otherwise name an environment variable (an API key) in a URL and have the engine
+ * send it to any host. Outside files, a URL containing "${" is refused. */
+static char *check_url(const json_t *v, const char *what, int expand, char *err, size_t errlen) {
+    if (!expand && json_is_string(v) && strstr(json_string_value(v), "${")) {
+        seterr(err, errlen, "%s contains ${...}, which only a catalog file may use", what);
+        return NULL;
+    }
     if (!json_is_string(v)) {
         seterr(err, errlen, "%s is not a string", what);
         return NULL;
@@ -329,7 +336,8 @@ static const json_t *opt(const json_t *rec, const char *key) {
 }
 
 /* Validates rec into a new service (not yet added). */
-static x4_service *service_from_json(const json_t *rec, const char *source, int share, char *err, size_t errlen) {
+static x4_service *service_from_json(const json_t *rec, const char *source, int share, int expand, char *err,
+                                      size_t errlen) {
     const json_t *v;
     const char *str;
     x4_service *s = calloc(1, sizeof *s);
@@ -365,7 +373,7 @@ static x4_service *service_from_json(const json_t *rec, const char *source, int 
     } else {
         s->description = x4_strdup("");
     }
-    if ((v = opt(rec, "url")) && !(s->url = check_url(v, "url", err, errlen))) goto bad;
+    if ((v = opt(rec, "url")) && !(s->url = check_url(v, "url", expand, err, errlen))) goto bad;
     if (!(s->method = check_method(opt(rec, "method"), "method", err, errlen))) goto bad;
 
     if ((v = opt(rec, "price"))) {
@@ -421,7 +429,7 @@ static x4_service *service_from_json(const json_t *rec, const char *source, int 
             seterr(err, errlen, "compensate is not an object");
             goto bad;
         }
-        char *cu = check_url(json_object_get(v, "url"), "compensate.url", err, errlen);
+        char *cu = check_url(json_object_get(v, "url"), "compensate.url", expand, err, errlen);
         if (!cu) goto bad;
         char *cm = check_method(opt(v, "method"), "compensate.method", err, errlen);
         if (!cm) {
@@ -478,14 +486,14 @@ json_t *x4_service_to_json(const x4_service *s) { return s ? service_json(s, 1) 
 /* dup_same_source: set to 1/0 when the refusal is a duplicate, so loaders pick the log level.
  * share: the schemas are taken by reference instead of copied — only for a tree the loader
  * parsed itself and drops right after, never for a caller's JSON. */
-static int add_record(x4_catalog *c, const json_t *rec, const char *source, int share, char *err,
+static int add_record(x4_catalog *c, const json_t *rec, const char *source, int share, int expand, char *err,
                       size_t errlen, int *dup_same_source) {
     if (dup_same_source) *dup_same_source = -1;
     if (!c) {
         seterr(err, errlen, "no catalog");
         return -1;
     }
-    x4_service *s = service_from_json(rec, source, share, err, errlen);
+    x4_service *s = service_from_json(rec, source, share, expand, err, errlen);
     if (!s) return -1;
     ssize_t prev = table_find(c, c->by_id, 0, s->id);
     if (prev < 0 && s->url) {
@@ -525,7 +533,7 @@ oom:
 }
 
 int x4_catalog_add_record(x4_catalog *c, const json_t *rec, const char *source, char *err, size_t errlen) {
-    return add_record(c, rec, source, 0, err, errlen, NULL);
+    return add_record(c, rec, source, 0, 0, err, errlen, NULL);
 }
 
 static const char *rec_id(const json_t *rec) {
@@ -534,11 +542,11 @@ static const char *rec_id(const json_t *rec) {
 }
 
 /* Adds and logs one line if refused; returns 1 if added. label names the source in the log. */
-static int add_logged(x4_catalog *c, const json_t *rec, const char *source, int share, const char *label,
+static int add_logged(x4_catalog *c, const json_t *rec, const char *source, int share, int expand, const char *label,
                       size_t idx) {
     char err[256];
     int dup;
-    if (add_record(c, rec, source, share, err, sizeof err, &dup) == 0) return 1;
+    if (add_record(c, rec, source, share, expand, err, sizeof err, &dup) == 0) return 1;
     if (dup == 0)
         x4_debug(MOD, "%s: record %zu (%.128s) skipped: %s", label, idx, rec_id(rec), err);
     else
@@ -580,7 +588,7 @@ int x4_catalog_load_file(x4_catalog *c, const char *path, char *err, size_t errl
     int added = 0;
     size_t i;
     const json_t *rec;
-    json_array_foreach(arr, i, rec) added += add_logged(c, rec, "file", 1, path, i);
+    json_array_foreach(arr, i, rec) added += add_logged(c, rec, "file", 1, 1, path, i);
     x4_debug(MOD, "%s: %d of %zu records loaded", path, added, json_array_size(arr));
     json_decref(root);
     return added;
@@ -744,7 +752,185 @@ int x4_catalog_add_registry(x4_catalog *c, const json_t *answer, const char *sou
             x4_warn(MOD, "%s: record %zu (%.128s) skipped: %s", src, i, rec_id(r), err);
             continue;
         }
-        added += add_logged(c, rec, src, 0, src, i);
+        added += add_logged(c, rec, src, 0, 0, src, i);
+        json_decref(rec);
+    }
+    return added;
+}
+
+/* ---- x402 Bazaar ----
+ * Real listings mix the v1 and v2 item shapes, and a v2 server may declare only examples, so
+ * the mapping below prefers declared JSON Schemas and falls back to inferring a schema from an
+ * example value (types only, every example key optional). */
+
+static json_t *infer_schema(const json_t *example, int depth) {
+    if (depth > 8) return json_object();
+    if (json_is_object(example)) {
+        json_t *props = json_object();
+        const char *k;
+        json_t *v;
+        json_object_foreach((json_t *)example, k, v) json_object_set_new(props, k, infer_schema(v, depth + 1));
+        return json_pack("{s:s, s:o}", "type", "object", "properties", props);
+    }
+    if (json_is_array(example)) {
+        json_t *it = json_array_size(example) ? infer_schema(json_array_get(example, 0), depth + 1) : json_object();
+        return json_pack("{s:s, s:o}", "type", "array", "items", it);
+    }
+    if (json_is_string(example)) return json_pack("{s:s}", "type", "string");
+    if (json_is_integer(example)) return json_pack("{s:s}", "type", "integer");
+    if (json_is_real(example)) return json_pack("{s:s}", "type", "number");
+    if (json_is_boolean(example)) return json_pack("{s:s}", "type", "boolean");
+    return json_object();
+}
+
+/* A v1 field map {name: {type, description, required}} as a JSON Schema object. */
+static json_t *fields_schema(const json_t *fields) {
+    json_t *props = json_object(), *req = json_array();
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)fields, k, v) {
+        json_t *p = json_object();
+        if (json_is_object(v)) {
+            json_t *t = json_object_get(v, "type"), *d = json_object_get(v, "description");
+            if (json_is_string(t)) json_object_set(p, "type", t);
+            if (json_is_string(d)) json_object_set(p, "description", d);
+            if (json_is_true(json_object_get(v, "required"))) json_array_append_new(req, json_string(k));
+        } else if (json_is_string(v)) {
+            json_object_set(p, "type", v);
+        }
+        json_object_set_new(props, k, p);
+    }
+    json_t *s = json_pack("{s:s, s:o}", "type", "object", "properties", props);
+    if (json_array_size(req)) json_object_set_new(s, "required", req);
+    else json_decref(req);
+    return s;
+}
+
+static const json_t *path_get(const json_t *j, const char *const *keys) {
+    for (; *keys && j; keys++) j = json_is_object(j) ? json_object_get(j, *keys) : NULL;
+    return j;
+}
+
+static json_t *bazaar_map(const json_t *item, const char *network, char *err, size_t errlen) {
+    json_t *rec = NULL;
+    const char *url = json_string_value(json_object_get(item, "resource"));
+    const json_t *accepts = json_object_get(item, "accepts");
+    if (!url || !(x4_str_has_prefix(url, "http://") || x4_str_has_prefix(url, "https://"))) {
+        seterr(err, errlen, "resource is not an http(s) URL");
+        return NULL;
+    }
+    if (!json_is_array(accepts) || json_array_size(accepts) == 0) {
+        seterr(err, errlen, "no accepts");
+        return NULL;
+    }
+    const json_t *req = NULL;
+    size_t i;
+    const json_t *a;
+    json_array_foreach(accepts, i, a) {
+        const char *sch = json_string_value(json_object_get(a, "scheme"));
+        const char *net = json_string_value(json_object_get(a, "network"));
+        if (sch && !strcmp(sch, "exact") && (!network || (net && !strcmp(net, network)))) {
+            req = a;
+            break;
+        }
+    }
+    if (!req) {
+        seterr(err, errlen, "no exact requirement on %s", network ? network : "any network");
+        return NULL;
+    }
+    const json_t *amount = json_object_get(req, "amount");
+    if (!amount) amount = json_object_get(req, "maxAmountRequired");
+    uint64_t atomic;
+    if (!json_is_string(amount) || parse_atomic(json_string_value(amount), &atomic) < 0) {
+        seterr(err, errlen, "price is not an atomic amount string");
+        return NULL;
+    }
+    /* id: the URL without its scheme, truncated to the id limit (stable across refreshes). */
+    const char *noscheme = strstr(url, "://") + 3;
+    char id[129];
+    size_t o = 0;
+    for (const char *p = noscheme; *p && o < 128; p++) {
+        char ch = *p;
+        int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || strchr("_.:#/-", ch);
+        id[o++] = ok ? ch : '-';
+    }
+    id[o] = 0;
+    const char *slash = strrchr(noscheme, '/');
+    const char *name = json_string_value(json_object_get(item, "serviceName"));
+    if (!name) name = json_string_value(path_get(item, (const char *const[]){"metadata", "name", NULL}));
+    if (!name) name = slash && slash[1] ? slash + 1 : noscheme;
+    const char *desc = json_string_value(json_object_get(item, "description"));
+    if (!desc) desc = json_string_value(json_object_get(req, "description"));
+    if (!desc) desc = json_string_value(path_get(item, (const char *const[]){"metadata", "description", NULL}));
+
+    /* schemas and method */
+    json_t *input = NULL, *output = NULL;
+    const char *method = NULL;
+    const json_t *bz = path_get(item, (const char *const[]){"extensions", "bazaar", NULL});
+    const json_t *in_props = path_get(bz, (const char *const[]){"schema", "properties", "input", "properties", NULL});
+    const json_t *body_s = json_object_get(in_props, "body"), *query_s = json_object_get(in_props, "queryParams");
+    if (json_is_object(body_s) && json_object_get(body_s, "properties")) input = json_deep_copy(body_s);
+    else if (json_is_object(query_s) && json_object_get(query_s, "properties")) input = json_deep_copy(query_s);
+    const json_t *info_in = path_get(bz, (const char *const[]){"info", "input", NULL});
+    if (!input && json_is_object(json_object_get(info_in, "body"))) input = infer_schema(json_object_get(info_in, "body"), 0);
+    if (!input && json_is_object(json_object_get(info_in, "queryParams")))
+        input = infer_schema(json_object_get(info_in, "queryParams"), 0);
+    method = json_string_value(json_object_get(info_in, "method"));
+    const json_t *out_s = path_get(bz, (const char *const[]){"schema", "properties", "output", "properties", "example", NULL});
+    if (json_is_object(out_s) && json_object_get(out_s, "type")) output = json_deep_copy(out_s);
+    const json_t *out_ex = path_get(bz, (const char *const[]){"info", "output", "example", NULL});
+    if (!output && out_ex) output = infer_schema(out_ex, 0);
+    /* v1: accepts[i].outputSchema.{input, output} */
+    const json_t *v1 = json_object_get(req, "outputSchema");
+    const json_t *v1in = json_object_get(v1, "input");
+    if (!input && json_is_object(v1in)) {
+        const json_t *f = json_object_get(v1in, "bodyFields");
+        if (!json_is_object(f)) f = json_object_get(v1in, "queryParams");
+        if (json_is_object(f)) input = fields_schema(f);
+    }
+    if (!method && json_is_object(v1in)) method = json_string_value(json_object_get(v1in, "method"));
+    const json_t *v1out = json_object_get(v1, "output");
+    if (!output && json_is_object(v1out)) output = json_object_get(v1out, "type") ? json_deep_copy(v1out) : infer_schema(v1out, 0);
+    if (!method) method = "GET";
+    char amt[24];
+    snprintf(amt, sizeof amt, "%llu", (unsigned long long)atomic);
+    json_t *price = json_pack("{s:s}", "amount", amt);
+    const json_t *asset = json_object_get(req, "asset"), *net = json_object_get(req, "network");
+    if (json_is_string(asset)) json_object_set_new(price, "asset", json_string(json_string_value(asset)));
+    if (json_is_string(net)) json_object_set_new(price, "network", json_string(json_string_value(net)));
+    json_t *tags = json_array();
+    tags_add(tags, "x402");
+    tags_add_all(tags, json_object_get(item, "tags"));
+    rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:o}", "id", id, "name", name, "description", desc ? desc : "",
+                    "url", url, "method", method, "price", price, "tags", tags);
+    if (input && json_is_object(input)) json_object_set_new(rec, "input", input);
+    else json_decref(input);
+    if (output && json_is_object(output)) json_object_set_new(rec, "output", output);
+    else json_decref(output);
+    return rec;
+}
+
+int x4_catalog_add_bazaar(x4_catalog *c, const json_t *page, const char *network, const char *source) {
+    const char *src = source ? source : "bazaar";
+    const json_t *items = json_object_get(page, "items");
+    if (!json_is_array(items)) items = json_object_get(page, "resources");
+    if (!json_is_array(items)) {
+        x4_warn(MOD, "%s: answer has no items array", src);
+        return 0;
+    }
+    int added = 0;
+    size_t i;
+    const json_t *it;
+    json_array_foreach(items, i, it) {
+        char err[256];
+        json_t *rec = json_is_object(it) ? bazaar_map(it, network, err, sizeof err) : NULL;
+        if (!rec) {
+            x4_warn(MOD, "%s: item %zu (%.128s) skipped: %s", src, i,
+                    json_is_object(it) ? (json_string_value(json_object_get(it, "resource")) ?: "?") : "?",
+                    json_is_object(it) ? err : "not an object");
+            continue;
+        }
+        added += add_logged(c, rec, src, 0, 0, src, i);
         json_decref(rec);
     }
     return added;

@@ -46,6 +46,13 @@ int x4_catalog_load_file(x4_catalog *c, const char *path, char *err, size_t errl
  * records carry id, url, name, description, category, pricePerCall (decimal string, USDC),
  * inputSchema/outputSchema (JSON strings or objects), capabilities, tags. Returns the number added. */
 int x4_catalog_add_registry(x4_catalog *c, const json_t *answer, const char *source);
+/* x402 Bazaar discovery page (GET {facilitator}/discovery/resources): {items:[{resource, type,
+ * x402Version, accepts:[PaymentRequirements], lastUpdated, metadata?, extensions?}], pagination}.
+ * Input/output schemas come from extensions.bazaar.schema (v2; inferred from
+ * extensions.bazaar.info examples when no schema is declared) or accepts[i].outputSchema (v1).
+ * The price is the first `exact` requirement on `network` (NULL: any): `amount` (v2) or
+ * `maxAmountRequired` (v1), atomic units. Returns the number added. */
+int x4_catalog_add_bazaar(x4_catalog *c, const json_t *page, const char *network, const char *source);
 /* One record in the DESIGN.md shape; returns 0 or -1 with err (the record is not added). */
 int x4_catalog_add_record(x4_catalog *c, const json_t *rec, const char *source, char *err, size_t errlen);
 

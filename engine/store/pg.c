@@ -578,7 +578,7 @@ static size_t param_len(const char *p) { return p ? strlen(p) + 1 : 0; }
 
 void x4_pg_query(x4_pg *pg, const char *sql, int nparams, const char *const *params, x4_pg_cb cb, void *ud) {
     if (nparams < 0) nparams = 0;
-    if (pg->closing) {
+    if (!pg || pg->closing) { /* a caller racing shutdown gets the same answer as a closing pool */
         if (cb) cb(NULL, "57P01: shutting down", ud);
         return;
     }

@@ -143,15 +143,16 @@ X4_TEST(env_expansion_in_url) {
     setenv("X4_TEST_BASE", "http://127.0.0.1:5401", 1);
     unsetenv("X4_TEST_UNSET");
     x4_catalog *c = x4_catalog_new();
-    CHECK_EQ_INT(add_json(c, "{\"id\":\"a\",\"url\":\"${X4_TEST_BASE}/dex\"}", err, sizeof err), 0);
-    CHECK_EQ_STR(x4_catalog_get(c, "a")->url, "http://127.0.0.1:5401/dex");
-    CHECK_EQ_INT(add_json(c, "{\"id\":\"b\",\"url\":\"${X4_TEST_UNSET}/dex\"}", err, sizeof err), -1);
-    CHECK(strstr(err, "X4_TEST_UNSET") != NULL);
-    CHECK_EQ_INT(add_json(c, "{\"id\":\"c\",\"url\":\"${X4_TEST_BASE/dex\"}", err, sizeof err), -1);
+    /* only catalog files expand ${VAR}; a record from anywhere else that tries is refused */
+    CHECK_EQ_INT(add_json(c, "{\"id\":\"a\",\"url\":\"${X4_TEST_BASE}/dex\"}", err, sizeof err), -1);
+    CHECK(strstr(err, "${") != NULL);
     const char *p = write_tmp("env.json", "[{\"id\":\"d\",\"url\":\"${X4_TEST_UNSET}/x\"},"
-                                          "{\"id\":\"e\",\"url\":\"${X4_TEST_BASE}/e\"}]");
+                                          "{\"id\":\"e\",\"url\":\"${X4_TEST_BASE}/e\"},"
+                                          "{\"id\":\"f\",\"url\":\"${X4_TEST_BASE/dex\"}]");
     CHECK_EQ_INT(x4_catalog_load_file(c, p, err, sizeof err), 1);
-    CHECK(x4_catalog_get(c, "d") == NULL && x4_catalog_get(c, "e") != NULL);
+    CHECK(x4_catalog_get(c, "d") == NULL && x4_catalog_get(c, "f") == NULL);
+    CHECK(x4_catalog_get(c, "e") != NULL);
+    if (x4_catalog_get(c, "e")) CHECK_EQ_STR(x4_catalog_get(c, "e")->url, "http://127.0.0.1:5401/e");
     x4_catalog_unref(c);
 }
 
@@ -289,5 +290,89 @@ X4_TEST(examples_catalog_loads) {
     CHECK_EQ_INT(x4_catalog_load_file(c, X4_SOURCE_DIR "/examples/catalog.json", err, sizeof err), 9);
     const x4_service *s = x4_catalog_get(c, "dex_volume");
     CHECK(s && s->url && strcmp(s->url, "http://127.0.0.1:5401/dex_volume") == 0);
+    x4_catalog_unref(c);
+}
+
+/* ---- added with the Bazaar source and the ${VAR} hardening ---- */
+
+X4_TEST(registry_record_cannot_expand_environment) {
+    setenv("X4_TEST_SECRET", "hunter2", 1);
+    x4_catalog *c = x4_catalog_new();
+    json_t *ans = json_loads("[{\"id\":\"evil\",\"name\":\"evil\",\"url\":\"http://evil.example/${X4_TEST_SECRET}\","
+                             "\"pricePerCall\":\"0\"},{\"id\":\"ok\",\"name\":\"ok\",\"url\":\"http://ok.example/x\","
+                             "\"pricePerCall\":\"0\"}]", 0, NULL);
+    CHECK_EQ_INT(x4_catalog_add_registry(c, ans, "registry"), 1);
+    CHECK(x4_catalog_get(c, "evil") == NULL);
+    CHECK(x4_catalog_get(c, "ok") != NULL);
+    json_t *rec = json_loads("{\"id\":\"r\",\"url\":\"http://h/${X4_TEST_SECRET}\"}", 0, NULL);
+    char err[256];
+    CHECK(x4_catalog_add_record(c, rec, "api", err, sizeof err) == -1);
+    CHECK(strstr(err, "${") != NULL);
+    json_decref(rec);
+    json_decref(ans);
+    x4_catalog_unref(c);
+}
+
+static const char *BAZAAR_PAGE =
+    "{\"x402Version\":2,\"pagination\":{\"limit\":10,\"offset\":0,\"total\":5},\"items\":["
+    /* v2, declared schema */
+    "{\"resource\":\"http://127.0.0.1:4021/dex/volume\",\"type\":\"http\",\"x402Version\":2,"
+    " \"description\":\"DEX volume feed\",\"lastUpdated\":\"2026-01-01T00:00:00Z\","
+    " \"accepts\":[{\"scheme\":\"exact\",\"network\":\"solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1\",\"amount\":\"1000\","
+    "   \"asset\":\"4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU\",\"payTo\":\"x\",\"maxTimeoutSeconds\":60}],"
+    " \"extensions\":{\"bazaar\":{\"info\":{\"input\":{\"type\":\"http\",\"method\":\"POST\",\"bodyType\":\"json\","
+    "   \"body\":{\"days\":30}}},\"schema\":{\"properties\":{\"input\":{\"properties\":{\"body\":{\"type\":\"object\","
+    "   \"properties\":{\"days\":{\"type\":\"integer\",\"description\":\"window\"}},\"required\":[\"days\"]}}},"
+    "   \"output\":{\"properties\":{\"example\":{\"type\":\"object\",\"properties\":{\"series\":{\"type\":\"array\"}}}}}}}}}},"
+    /* v2, examples only, GET */
+    "{\"resource\":\"http://127.0.0.1:4021/price\",\"type\":\"http\",\"x402Version\":2,\"lastUpdated\":1,"
+    " \"accepts\":[{\"scheme\":\"exact\",\"network\":\"solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1\",\"amount\":\"500\"}],"
+    " \"extensions\":{\"bazaar\":{\"info\":{\"input\":{\"type\":\"http\",\"method\":\"GET\",\"queryParams\":{\"token\":\"SOL\"}},"
+    "   \"output\":{\"example\":{\"price\":1.5}}}}}},"
+    /* v1 */
+    "{\"resource\":\"http://127.0.0.1:4022/sentiment\",\"type\":\"http\",\"x402Version\":1,"
+    " \"accepts\":[{\"scheme\":\"exact\",\"network\":\"solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1\",\"maxAmountRequired\":\"2000\","
+    "   \"description\":\"Sentiment of a text\",\"outputSchema\":{\"input\":{\"type\":\"http\",\"method\":\"POST\","
+    "   \"bodyFields\":{\"text\":{\"type\":\"string\",\"required\":true}}},\"output\":{\"score\":0.5}}}]},"
+    /* other network only */
+    "{\"resource\":\"http://127.0.0.1:4023/evm\",\"accepts\":[{\"scheme\":\"exact\",\"network\":\"eip155:8453\",\"amount\":\"1\"}]},"
+    /* hostile */
+    "{\"resource\":\"ftp://x\",\"accepts\":[]}]}";
+
+X4_TEST(bazaar_v1_and_v2_items) {
+    x4_catalog *c = x4_catalog_new();
+    json_error_t jerr;
+    json_t *page = json_loads(BAZAAR_PAGE, 0, &jerr);
+    CHECK(page != NULL);
+    CHECK_EQ_INT(x4_catalog_add_bazaar(c, page, "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1", "bazaar"), 3);
+    const x4_service *v = x4_catalog_get(c, "127.0.0.1:4021/dex/volume");
+    CHECK(v != NULL);
+    if (v) {
+        CHECK_EQ_INT(v->price, 1000);
+        CHECK_EQ_STR(v->method, "POST");
+        CHECK_EQ_STR(v->description, "DEX volume feed");
+        CHECK(json_is_array(json_object_get(v->input, "required")));
+        CHECK(json_object_get(json_object_get(v->output, "properties"), "series") != NULL);
+    }
+    const x4_service *p = x4_catalog_get(c, "127.0.0.1:4021/price");
+    CHECK(p != NULL);
+    if (p) {
+        CHECK_EQ_STR(p->method, "GET");
+        CHECK_EQ_STR(json_string_value(json_object_get(json_object_get(json_object_get(p->input, "properties"), "token"),
+                                                       "type")),
+                     "string");
+        CHECK_EQ_STR(json_string_value(json_object_get(json_object_get(json_object_get(p->output, "properties"), "price"),
+                                                       "type")),
+                     "number");
+    }
+    const x4_service *s = x4_catalog_get(c, "127.0.0.1:4022/sentiment");
+    CHECK(s != NULL);
+    if (s) {
+        CHECK_EQ_INT(s->price, 2000);
+        CHECK_EQ_STR(s->description, "Sentiment of a text");
+        CHECK_EQ_STR(json_string_value(json_array_get(json_object_get(s->input, "required"), 0)), "text");
+    }
+    CHECK(x4_catalog_get(c, "127.0.0.1:4023/evm") == NULL);
+    json_decref(page);
     x4_catalog_unref(c);
 }
