@@ -381,7 +381,7 @@ static void handle_create(api_ctx *c) {
         size_t blank = 0;
         while (blank < n && isspace((unsigned char)input_s[blank])) blank++;
         if (blank == n) detail(details, "input", "must not be empty");
-        else if (n > X4_API_MAX_INPUT) detail(details, "input", "longer than 10000 characters");
+        else if (n > X4_API_MAX_INPUT) detail(details, "input", "longer than 10000 bytes (UTF-8)");
         else if (memchr(input_s, 0, n)) detail(details, "input", "contains a NUL character");
     }
     uint64_t max_cost = X4_NO_MAX_COST;

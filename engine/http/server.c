@@ -504,7 +504,7 @@ void x4_req_respond_json(x4_req *r, int status, json_t *body) {
     char *s = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
     json_decref(body);
     if (s == NULL) {
-        static const char err[] = "{\"error\":\"internal\",\"message\":\"response encoding failed\"}";
+        static const char err[] = "{\"success\":false,\"error\":\"response encoding failed\"}";
         x4_req_respond(r, 500, "application/json", err, sizeof err - 1);
         return;
     }
