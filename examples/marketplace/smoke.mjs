@@ -13,6 +13,11 @@ import { createKeyPairSignerFromBytes } from '@solana/kit';
 import { wrapFetchWithPayment, x402Client, decodePaymentResponseHeader } from '@x402/fetch';
 import { ExactSvmScheme } from '@x402/svm/exact/client';
 import { ExactSvmSchemeV1 } from '@x402/svm/exact/v1/client';
+import {
+  pipe, createTransactionMessage, setTransactionMessageFeePayerSigner, setTransactionMessageLifetimeUsingBlockhash,
+  appendTransactionMessageInstruction, signTransactionMessageWithSigners, getBase64EncodedWireTransaction,
+} from '@solana/kit';
+import { getTransferCheckedInstruction } from '@solana-program/token';
 import { startMarketplace } from './lib/market.mjs';
 
 const i = process.argv.indexOf('--state');
@@ -175,7 +180,38 @@ try {
     check('facilitator back up: paid request works again', r2.status === 200);
   }
 
-  // 9. blockhashes expire
+  // 9. raw RPC: preflight failure, a failed transaction that lands, an expired blockhash
+  {
+    const signer = await createKeyPairSignerFromBytes(Buffer.from(info.wallets.underfunded.secretBase64, 'base64'));
+    const s = svc('dex_volume');
+    const build = async (amount, blockhash) => {
+      const ix = getTransferCheckedInstruction({ source: info.wallets.underfunded.tokenAccount, mint: info.mint, destination: s.payToTokenAccount, authority: signer, amount, decimals: 6 });
+      const msg = pipe(createTransactionMessage({ version: 0 }), (m) => setTransactionMessageFeePayerSigner(signer, m),
+        (m) => setTransactionMessageLifetimeUsingBlockhash(blockhash, m), (m) => appendTransactionMessageInstruction(ix, m));
+      return getBase64EncodedWireTransaction(await signTransactionMessageWithSigners(msg));
+    };
+    const bh = (await rpc('getLatestBlockhash')).value;
+    const tooMuch = await build(1000n, bh);
+    let pre = null;
+    try { await rpc('sendTransaction', [tooMuch, { encoding: 'base64' }]); } catch (e) { pre = e.rpc; }
+    check('sendTransaction preflight failure is -32002 with the error in data', pre?.code === -32002 && pre.data?.err?.InstructionError?.[0] === 0, JSON.stringify(pre?.data?.err));
+    const sig = await rpc('sendTransaction', [tooMuch, { encoding: 'base64', skipPreflight: true }]);
+    const st = (await rpc('getSignatureStatuses', [[sig]])).value[0];
+    const tx = await rpc('getTransaction', [sig, { encoding: 'json', maxSupportedTransactionVersion: 0 }]);
+    check('a failing transaction sent with skipPreflight lands with its err (fee paid)', st?.err && tx?.meta?.err && tx.meta.fee === 5000 && tx.meta.preBalances[0] - tx.meta.postBalances[0] === 5000);
+    const ok = await build(10n, bh);
+    await rpc('x402r_warpSlots', [bh.lastValidBlockHeight - (await rpc('getBlockHeight')) + 1]);
+    const sig2 = await rpc('sendTransaction', [ok, { encoding: 'base64', skipPreflight: true }]);
+    const st2 = (await rpc('getSignatureStatuses', [[sig2]])).value[0];
+    let pre2 = null;
+    try { await rpc('sendTransaction', [ok, { encoding: 'base64' }]); } catch (e) { pre2 = e.rpc; }
+    check('expired blockhash: dropped with skipPreflight, BlockhashNotFound in preflight', st2 === null && pre2?.code === -32002 && pre2.data?.err === 'BlockhashNotFound');
+    let bad = null;
+    try { await rpc('getBalance', ['not-an-address']); } catch (e) { bad = e.rpc; }
+    check('invalid params are -32602', bad?.code === -32602);
+  }
+
+  // 10. blockhashes expire
   {
     const { value } = await rpc('getLatestBlockhash');
     await rpc('x402r_warpSlots', [value.lastValidBlockHeight - (await rpc('getBlockHeight')) + 1]);
