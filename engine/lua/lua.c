@@ -162,7 +162,7 @@ static void lua_where(lua_State *L, int from, int skip_lib, char *out, size_t n)
 /* Message handler of every protected run: make sure the message is a string naming a line. */
 static int msgh(lua_State *L) {
     char where[192];
-    lua_where(L, 1, 0, where, sizeof where);
+    lua_where(L, 1, 1, where, sizeof where);
     if (lua_type(L, 1) == LUA_TSTRING) {
         const char *m = lua_tostring(L, 1);
         if (has_location(m)) return 1;
@@ -274,8 +274,8 @@ static int sb_type(lua_State *L) {
 }
 
 static int sb_next(lua_State *L) {
-    if (!push_backing(L, 1)) return luaL_argerror(L, 1, "table expected");
-    lua_settop(L, 3);          /* t, k, backing */
+    lua_settop(L, 2);
+    if (!push_backing(L, 1)) return luaL_argerror(L, 1, "table expected"); /* t, k, backing */
     lua_pushvalue(L, 2);
     if (lua_next(L, 3)) return 2;
     lua_pushnil(L);
@@ -307,6 +307,7 @@ static int sb_ipairs(lua_State *L) {
 }
 
 static int sb_unpack(lua_State *L) {
+    lua_settop(L, 3);
     if (!push_backing(L, 1)) return luaL_argerror(L, 1, "table expected");
     int t = lua_gettop(L);
     lua_Integer i = luaL_optinteger(L, 2, 1);
@@ -327,9 +328,22 @@ static int sb_pcall(lua_State *L) {
     return lua_gettop(L);
 }
 
+/* The handler xpcall really installs: once the call is aborting, the user's handler is not
+ * run at all (a handler that loops would otherwise be re-entered for every hook error). */
+static int xpcall_handler(lua_State *L) {
+    if (state_of(L)->abort) return 1;
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
 static int sb_xpcall(lua_State *L) {
     luaL_checktype(L, 2, LUA_TFUNCTION);
     int n = lua_gettop(L);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, xpcall_handler, 1);
+    lua_replace(L, 2);
     lua_pushvalue(L, 1);
     lua_pushvalue(L, 2);
     lua_replace(L, 1);
@@ -620,6 +634,7 @@ static int open_lib(lua_State *L, lua_CFunction fn, const char *name) {
 }
 
 static void set_fn(lua_State *L, int t, const char *name, lua_CFunction fn) {
+    t = t < 0 ? lua_gettop(L) + t + 1 : t;
     lua_pushcfunction(L, fn);
     lua_setfield(L, t, name);
 }
@@ -1259,6 +1274,12 @@ static int do_call(x4_lua_rt *rt, int kind, const char *file, const char *fn, co
     }
     if (st->used > st->cap / 2) lua_gc(st->L, LUA_GCCOLLECT, 0);
     if (rc) {
+        char file_prefix[160];
+        snprintf(file_prefix, sizeof file_prefix, "%s/%s.lua", kind_prefix[kind], file);
+        if (!strstr(msg, file_prefix)) { /* e.g. raised in lua/ under a tail call */
+            size_t ml = strlen(msg);
+            snprintf(msg + ml, sizeof msg - ml, " (in the hook defined at %s)", c.fnwhere);
+        }
         x4_warn("lua", "%s failed: %s", label, msg);
         seterr(err, errlen, "%s: %s", label, msg);
         return -1;
