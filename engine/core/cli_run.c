@@ -115,7 +115,8 @@ static void finish(run_ui *u, int code) { x4_engine_stop(&u->e, code); }
 static void on_approved(PGresult *res, const char *err, void *ud) {
     run_ui *u = ud;
     if (err || PQntuples(res) == 0) {
-        fprintf(stderr, "x402r run: approval failed: %s\n", err ? err : "the workflow is no longer awaiting approval");
+        const char *why = err ? (strncmp(err, "X400", 4) == 0 ? err + 7 : err) : "the workflow is no longer awaiting approval";
+        fprintf(stderr, "x402r run: approval failed: %s\n", why);
         finish(u, 1);
         return;
     }
@@ -124,11 +125,15 @@ static void on_approved(PGresult *res, const char *err, void *ud) {
 }
 
 static void approve(run_ui *u) {
-    char lease[24];
-    snprintf(lease, sizeof lease, "%lld", (long long)u->e.cfg.lease_ms);
-    const char *params[] = {u->wf, LOCAL_USER, u->e.owner, lease};
-    x4_pg_query(u->e.pg, "SELECT " X4_EV_COLS " FROM x4_wf_approve($1, $2, $3, $4::bigint) e", 4, params, on_approved,
-                u);
+    char lease[24], pct[16], cap[24];
+    x4_config *cfg = &u->e.cfg;
+    snprintf(lease, sizeof lease, "%lld", (long long)cfg->lease_ms);
+    snprintf(pct, sizeof pct, "%d", cfg->hold_allowance_pct);
+    snprintf(cap, sizeof cap, "%llu", (unsigned long long)cfg->daily_cap);
+    const char *params[] = {u->wf, LOCAL_USER, u->e.owner, lease, cfg->escrow_asset, pct, cfg->daily_cap ? cap : NULL};
+    x4_pg_query(u->e.pg,
+                "SELECT " X4_EV_COLS " FROM x4_wf_approve($1, $2, $3, $4::bigint, $5, $6::int, $7::bigint) e", 7,
+                params, on_approved, u);
 }
 
 static void on_cancelled(PGresult *res, const char *err, void *ud) {

@@ -2,6 +2,7 @@
 #include "core/config.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +119,35 @@ int x4_config_load(x4_config *c, char *err, size_t errlen) {
         }
         c->escrow_keypair = strdup(kp);
     }
+    if (env_int("HOLD_ALLOWANCE_PCT", 0, 0, 1000, &n, err, errlen) < 0) goto err;
+    c->hold_allowance_pct = (int)n;
+    {
+        static const struct { const char *name, *def; size_t off; } amounts[] = {
+            {"DAILY_SPEND_CAP", "0", offsetof(x4_config, daily_cap)},
+            {"MAX_PAYMENT_PER_TX", "10", offsetof(x4_config, max_payment)},
+        };
+        for (size_t i = 0; i < sizeof amounts / sizeof *amounts; i++) {
+            const char *v = env(amounts[i].name), *why = NULL;
+            uint64_t *dst = (uint64_t *)((char *)c + amounts[i].off);
+            if (x4_money_parse(v ? v : amounts[i].def, 6, dst, &why) < 0 || *dst > (uint64_t)INT64_MAX) {
+                snprintf(err, errlen, "%s: expected a USDC amount with at most 6 decimals, got '%.32s' (%s)",
+                         amounts[i].name, v ? v : "", why ? why : "too large");
+                goto err;
+            }
+        }
+    }
+    {
+        /* USDC of the configured network unless told otherwise. */
+        const char *asset = env("ESCROW_ASSET");
+        int mainnet = !strcmp(c->network, "mainnet") || !strcmp(c->network, "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp");
+        if (!asset) asset = mainnet ? "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v" : "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU";
+        size_t al = strlen(asset);
+        if (al < 32 || al > 44 || strspn(asset, "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz") != al) {
+            snprintf(err, errlen, "ESCROW_ASSET: expected a base58 mint address, got '%.64s'", asset);
+            goto err;
+        }
+        c->escrow_asset = strdup(asset);
+    }
     c->anthropic_api_key = x4_strdup(env("ANTHROPIC_API_KEY"));
     c->catalog_file = x4_strdup(env("CATALOG_FILE"));
     c->policy_dir = strdup(env("POLICY_DIR") ? env("POLICY_DIR") : "policies");
@@ -145,6 +175,7 @@ void x4_config_free(x4_config *c) {
     free(c->solana_rpc_url);
     free(c->network);
     free(c->escrow_keypair);
+    free(c->escrow_asset);
     free(c->catalog_file);
     free(c->policy_dir);
     free(c->plugin_dir);

@@ -21,6 +21,10 @@ typedef struct {
     char *solana_rpc_url;       /* SOLANA_RPC_URL, default https://api.devnet.solana.com */
     char *network;              /* NETWORK: devnet | mainnet | testnet | solana:<genesis>, default devnet */
     char *escrow_keypair;       /* ESCROW_KEYPAIR: base64 of 64 bytes (never logged) */
+    char *escrow_asset;         /* ESCROW_ASSET: the mint held in escrow; default USDC of NETWORK */
+    int hold_allowance_pct;     /* HOLD_ALLOWANCE_PCT: extra hold over the estimate for retries, default 0 */
+    uint64_t daily_cap;         /* DAILY_SPEND_CAP: USDC per user per day (charged + held); 0 = none */
+    uint64_t max_payment;       /* MAX_PAYMENT_PER_TX: USDC, default 10 */
     char *catalog_file;         /* CATALOG_FILE, optional */
     char *policy_dir;           /* POLICY_DIR, default policies/ */
     char *plugin_dir;           /* PLUGIN_DIR, default plugins/ */

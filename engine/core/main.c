@@ -206,10 +206,11 @@ out:
 
 /* ---- plan ---- */
 
-static int plan_one(const x4_catalog *cat, const char *task, json_t **out, char *err, size_t errlen) {
+/* draft (batch mode only, may be NULL): the planner's rejected plan when validation fails. */
+static int plan_one(const x4_catalog *cat, const char *task, json_t **out, json_t **draft, char *err, size_t errlen) {
     json_t *plan = NULL, *errors = NULL;
     x4_plan *p = NULL;
-    if (x4_matcher_plan(cat, task, X4_NO_MAX_COST, &plan, err, errlen) < 0) return -1;
+    if (x4_planner_plan(cat, task, X4_NO_MAX_COST, NULL, &plan, draft, err, errlen) < 0) return -1;
     if (x4_plan_parse(plan, cat, X4_NO_MAX_COST, &p, &errors) < 0) {
         json_t *first = json_array_get(errors, 0);
         snprintf(err, errlen, "invalid plan: %s: %s", json_string_value(json_object_get(first, "field")) ?: "",
@@ -237,7 +238,8 @@ static int cmd_plan(int argc, char **argv) {
                    "       x402r plan [--catalog FILE] [--offline] --batch IN.jsonl\n\n"
                    "Prints the plan (DESIGN.md format, plus estimatedCost) for a task, planned offline over\n"
                    "the catalog (--catalog, else CATALOG_FILE). With --batch, reads lines {\"id\",\"task\"} and\n"
-                   "writes one line {\"id\",\"plan\"} or {\"id\",\"error\"} per task, loading the catalog once.\n");
+                   "writes one line {\"id\",\"plan\"} or {\"id\",\"error\",\"draft\"?} per task, loading the catalog once\n"
+                   "(a line may carry its own \"catalog\": {\"services\":[...]}).\n");
             return 0;
         }
         if (!strcmp(argv[i], "--catalog") && i + 1 < argc) catalog = argv[++i];
@@ -274,7 +276,7 @@ static int cmd_plan(int argc, char **argv) {
     }
     if (!batch) {
         json_t *plan;
-        if (plan_one(cat, task, &plan, err, sizeof err) < 0) {
+        if (plan_one(cat, task, &plan, NULL, err, sizeof err) < 0) {
             fprintf(stderr, "x402r plan: %s\n", err);
             goto out;
         }
@@ -296,15 +298,25 @@ static int cmd_plan(int argc, char **argv) {
     while ((n = getline(&line, &cap, in)) > 0) {
         lineno++;
         json_error_t jerr;
-        json_t *rec = json_loadb(line, (size_t)n, 0, &jerr), *out, *plan = NULL;
+        json_t *rec = json_loadb(line, (size_t)n, 0, &jerr), *out, *plan = NULL, *draft = NULL;
         const char *id = json_string_value(json_object_get(rec, "id"));
         const char *t = json_string_value(json_object_get(rec, "task"));
-        if (!rec || !t) {
+        /* an optional per-line catalog: {"services":[...]} or a bare array of records */
+        const json_t *lc = json_object_get(rec, "catalog");
+        x4_catalog *own = NULL;
+        if (lc) {
+            const json_t *arr = json_is_array(lc) ? lc : json_object_get(lc, "services");
+            size_t k;
+            json_t *r;
+            own = x4_catalog_new();
+            if (own) json_array_foreach(arr, k, r) x4_catalog_add_record(own, r, "batch", err, sizeof err);
+        }
+        if (!rec || !t || (lc && !own)) {
             char msg[128];
-            snprintf(msg, sizeof msg, "line %ld: expected {\"id\", \"task\"}", lineno);
+            snprintf(msg, sizeof msg, "line %ld: expected {\"id\", \"task\", \"catalog\"?}", lineno);
             out = json_pack("{s:s?, s:s}", "id", id, "error", msg);
-        } else if (plan_one(cat, t, &plan, err, sizeof err) < 0) {
-            out = json_pack("{s:s?, s:s}", "id", id, "error", err);
+        } else if (plan_one(own ? own : cat, t, &plan, &draft, err, sizeof err) < 0) {
+            out = json_pack("{s:s?, s:s, s:o?}", "id", id, "error", err, "draft", draft);
         } else {
             out = json_pack("{s:s?, s:o}", "id", id, "plan", plan);
         }
@@ -312,6 +324,7 @@ static int cmd_plan(int argc, char **argv) {
         printf("\n");
         json_decref(out);
         json_decref(rec);
+        if (own) x4_catalog_unref(own);
     }
     free(line);
     if (in != stdin) fclose(in);

@@ -613,6 +613,12 @@ static void conflict_or_404(api_ctx *c) {
 
 static void on_approved(PGresult *res, const char *err, void *ud) {
     api_ctx *c = ud;
+    if (err && (!strncmp(err, "X4001: ", 7) || !strncmp(err, "X4002: ", 7))) {
+        /* Not enough money (or over the daily cap): nothing changed; the message is the seed's. */
+        respond_error(c->req, 402, err + 7, NULL);
+        free(c);
+        return;
+    }
     if (err) {
         db_error(c, err);
         free(c);
@@ -630,11 +636,15 @@ static void on_approved(PGresult *res, const char *err, void *ud) {
 }
 
 static void handle_approve(api_ctx *c) {
-    char lease[24];
-    snprintf(lease, sizeof lease, "%lld", (long long)c->e->cfg.lease_ms);
-    const char *params[] = {c->id, c->who.user, c->e->owner, lease};
-    x4_pg_query(c->e->pg, "SELECT " X4_EV_COLS " FROM x4_wf_approve($1, $2, $3, $4::bigint) e", 4, params,
-                on_approved, c);
+    char lease[24], pct[16], cap[24];
+    x4_config *cfg = &c->e->cfg;
+    snprintf(lease, sizeof lease, "%lld", (long long)cfg->lease_ms);
+    snprintf(pct, sizeof pct, "%d", cfg->hold_allowance_pct);
+    snprintf(cap, sizeof cap, "%llu", (unsigned long long)cfg->daily_cap);
+    const char *params[] = {c->id, c->who.user, c->e->owner, lease, cfg->escrow_asset, pct, cfg->daily_cap ? cap : NULL};
+    x4_pg_query(c->e->pg,
+                "SELECT " X4_EV_COLS " FROM x4_wf_approve($1, $2, $3, $4::bigint, $5, $6::int, $7::bigint) e", 7,
+                params, on_approved, c);
 }
 
 static void on_cancelled(PGresult *res, const char *err, void *ud) {

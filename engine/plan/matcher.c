@@ -1,59 +1,38 @@
-/* plan/matcher.c — the first offline planner (see matcher.h for the contract).
+/* plan/matcher.c — the offline planner (see matcher.h for the contract). Owns retrieval,
+ * decomposition, wiring and literal extraction; the ranking seam is x4_planner_rank().
  *
- * How a task becomes a plan:
- *  1. Index. Every service becomes a bag of stemmed tokens, each with the weight of the best
- *     field it appears in: id/name 1.0, tags 0.8, description 0.6, input names and enum values
- *     0.5, output names 0.4, parameter descriptions 0.3. Document frequencies give an idf,
- *     log(1 + N/df), so words every service shares ("daily", "data") count for little. An
- *     inverted index (token -> postings) makes scoring a clause O(postings), not O(catalog).
- *  2. Clauses. The task is cut at sentence ends and ";" (never inside quotes), at "then",
- *     "after that", "afterwards", "subsequently", "finally", and at "and" or "," when the next
- *     word looks like a verb (a built-in list plus the first word of every multi-word service
- *     id, since services are mostly named verb_noun) and both sides keep at least two content
- *     words. Cutting at every "and" between long enough sides (no verb after it) was tried and
- *     lost on NesTools (exact sequences 154 -> 110..140 of 750): "and" joins objects as often
- *     as actions.
- *  3. Choice. Score(service, clause) = Σ idf(t)·w(t) over the clause's tokens, divided by the
- *     clause's own Σ idf (unknown words count at half the largest idf), plus 0.25 × the share
- *     of the service's name tokens the clause mentions. A candidate needs score ≥ MATCH_MIN and
- *     either a name/tag hit or two distinct tokens; ties (within 1e-6) go to the cheaper
- *     service. Clauses are planned in order, one service each, none twice: when the best match
- *     is already planned the clause counts as covered unless an unused one scores within 80%.
- *     A service whose price would push the running total over max_cost is passed over.
- *  4. Wiring, per input property (required first, then optional):
- *     a. an earlier step's output with the same name (the latest such step), type-compatible
- *        (an output that echoes that step's literal input of the same name: the literal);
- *     b. required only: an earlier output whose name+description tokens overlap (Dice ≥
- *        SIM_MIN), type-compatible;
- *     c. a literal from the task: an enum value the task mentions; a quoted string; a number
- *        ("30 days" -> 30 for an integer named days); true/false — matched to the parameter
- *        by the words around the literal, preferring the current clause;
- *     d. required only: the schema's "default";
- *     e. chaining: an unused service whose output has a property of that exact name, fitting
- *        the budget, is planned first (its own inputs wired the same way, depth ≤ 2; it must
- *        get all its required inputs, else the next candidate is tried) and referenced — for a
- *        required input always, for an optional one only if the task itself talks about that
- *        service (score ≥ OPTIONAL_MIN over the whole task and ≥ OPTIONAL_HITS distinct words)
- *        and it needs no chaining itself. That is how the demo task gets trend_analysis
- *        (report requires "trend") and token_prices (report may take "prices").
- *     f. otherwise left out, and the final x4_plan_parse() names it.
- *  5. The plan goes through x4_plan_parse() with the same max_cost; its errors become err
- *     (with a note when a provider was left out for the budget).
+ *  1. Index (index_get): every service becomes a bag of stemmed tokens with a field-weighted
+ *     term frequency (id/name 1.0, tags 0.8, description 0.6, input names and enum values 0.5,
+ *     output names 0.4, parameter descriptions 0.3) and its best field; BM25 idf; an inverted
+ *     index. Built once per catalog version (x4_catalog_version + count) and kept in a small
+ *     reference-counted cache (4 entries, mutex): ~50 ms for NesTools' 3,034 services, then free.
+ *  2. Clauses: cut at sentence ends and ";" (never inside quotes), "then", "after that",
+ *     "afterwards", "subsequently", "finally", and "and"/"," before a verb (built-in list plus the
+ *     first word of verb_noun service ids) when both sides keep two content words.
+ *  3. Choice: per clause, BM25 (k1, b) / the clause's Σ idf, combined by x4_planner_rank() with
+ *     the share of the service's name mentioned, its BM25 against the whole task (context), the
+ *     share of its required inputs earlier steps output (chaining) and price; needs ≥ match_min
+ *     and a name/tag hit or two tokens; one service per clause, no repeats, cheaper on a tie,
+ *     within max_cost.
+ *  4. Wiring, per input: same-named earlier output (type-compatible); required: Dice of name +
+ *     description tokens ≥ sim_min (untyped outputs fit any type); enum values the task names;
+ *     literals (quoted strings, numbers, booleans, dates, ids / e-mails / file names / ratios,
+ *     proper-noun spans) matched by the words around them, same clause, priority and date-ness;
+ *     a still-open required input takes the nearest unused literal of its type (arrays wrap one);
+ *     defaults; then chaining a provider service (depth ≤ 2).
+ *  5. The plan goes through x4_plan_parse(); a rejected plan is given back as a draft on request.
  *
- * Limits: tasks up to 16 KiB, 64 clauses, 128 literals (the rest of the task is still scored).
- * Unquoted names ("Ministry of Finance") are not recognised as string values: such an input
- * stays unfilled and the plan fails validation with that input named.
- * Quality, measured on the NesTools dev set (750 tasks over the 3,034-service catalog, with
- * validation bypassed to look at the choice alone): service precision and recall ≈ 0.56, the
- * exact service sequence for 20% of the tasks. Tuning MATCH_MIN/NAME_BONUS (0.3–0.5 / 0.25–0.5)
- * did not beat the values here.
- * Cost: the index is rebuilt per call — under 1 ms for the example catalog, about 50 ms for
- * NesTools (-O2, tokenising every record dominates); the full planner that replaces this one
- * should keep the index per catalog version. */
+ * Quality (bench/planner/RESULTS.md, NesTools dev, strict): tool F1 0.53, edge F1 0.37, literal
+ * F1 0.26, 69% valid; counting rejected drafts: 0.60 / 0.42 / 0.28. Tried: context and chaining
+ * weights 0.3 (+0.01–0.02 F1, kept), match_min 0.4–0.5 (+0.01 F1 but a cheaper fallback is no
+ * longer eligible under maxCost: kept 0.30), sim_min 0.30 vs 0.45 (same edge F1, kept 0.30).
+ * Limits: tasks up to 16 KiB, 64 clauses, 128 literals. Cost per task: O(clause tokens ×
+ * postings) per clause, ~2 ms on NesTools. */
 #include "plan/matcher.h"
 
 #include <ctype.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -65,11 +44,8 @@
 #include "core/util.h"
 #include "plan/plan.h"
 
-#define MATCH_MIN 0.30
 #define OPTIONAL_MIN 0.20 /* an optional input's provider: relevance to the whole task */
 #define OPTIONAL_HITS 3   /* ... and this many distinct task words in its description */
-#define SIM_MIN 0.45
-#define NAME_BONUS 0.25
 #define MAX_CHAIN_DEPTH 2
 #define MAX_CLAUSES 64
 #define MAX_LITERALS 128
@@ -216,12 +192,13 @@ static size_t strset_overlap(const strset *a, const strset *b) {
 
 typedef struct {
     int tok;
-    float w;
+    float w;  /* weight of the best field the token appears in */
+    float tf; /* field-weighted term frequency (BM25F-style) */
 } tw;
 
 typedef struct {
     int svc;
-    float w;
+    float w, tf;
 } posting;
 
 typedef struct {
@@ -310,6 +287,7 @@ static void doc_add_cb(void *ud, const char *tok) {
     for (size_t i = 0; i < d->n; i++)
         if (d->t[i].tok == id) {
             if (b->w > d->t[i].w) d->t[i].w = b->w;
+            d->t[i].tf += b->w;
             goto name;
         }
     if (d->n == d->cap) {
@@ -324,6 +302,7 @@ static void doc_add_cb(void *ud, const char *tok) {
     }
     d->t[d->n].tok = id;
     d->t[d->n].w = b->w;
+    d->t[d->n].tf = b->w;
     d->n++;
 name:
     if (b->w == W_NAME) {
@@ -364,6 +343,21 @@ static void doc_schema(doc_build *b, const json_t *schema, float wname) {
     }
 }
 
+/* The index of one catalog: immutable once built, shared by every plan over that catalog
+ * version (see index_get). */
+typedef struct pindex {
+    char key[48];   /* catalog version + record count */
+    size_t ncat;
+    vocab v;
+    sdoc *docs;
+    double *idf;
+    double max_idf;
+    double *dl;     /* document length (Σ tf) */
+    double avgdl;
+    int refs;       /* under index_mu */
+    unsigned long tick;
+} pindex;
+
 /* ---- the planning context ---------------------------------------------------------------- */
 
 enum { L_STR, L_NUM, L_BOOL };
@@ -377,6 +371,9 @@ typedef struct {
     int bval;
     size_t pos;
     int clause;
+    int prio;       /* 2 quoted, 1 date / id / proper noun / measure, 0 plain */
+    int date;       /* a date (a string) */
+    size_t end;     /* byte after it in the task */
     strset ctx;     /* words around it */
 } literal;
 
@@ -400,21 +397,22 @@ typedef struct {
     const x4_catalog *cat;
     const char *task;
     size_t ncat;
-    vocab v;
-    sdoc *docs;
-    double *idf;
-    double max_idf;
+    pindex *ix;
+    x4_planner_params prm;
     mclause cl[MAX_CLAUSES];
     size_t ncl;
     mclause whole;
     literal lit[MAX_LITERALS];
     size_t nlit;
+    unsigned char lused_buf[MAX_LITERALS];
+    unsigned char *lused; /* literals some step took */
     mstep *steps;
     size_t nsteps, capsteps;
     unsigned char *used; /* per catalog index */
     uint64_t sum, max_cost;
     char budget_note[256]; /* a provider left out for the budget, told with the final error */
     double *acc;
+    double *ctx; /* relevance of each service to the whole task */
     int *hits;
     unsigned char *strong;
 } mctx;
@@ -436,57 +434,163 @@ static ssize_t cat_index(const mctx *m, const x4_service *s) {
 
 static uint64_t price_of(const x4_service *s) { return s->has_price ? s->price : 0; }
 
-static int build_index(mctx *m) {
-    m->ncat = x4_catalog_count(m->cat);
-    m->docs = calloc(m->ncat ? m->ncat : 1, sizeof *m->docs);
-    m->used = calloc(m->ncat ? m->ncat : 1, 1);
-    m->acc = calloc(m->ncat ? m->ncat : 1, sizeof *m->acc);
-    m->hits = calloc(m->ncat ? m->ncat : 1, sizeof *m->hits);
-    m->strong = calloc(m->ncat ? m->ncat : 1, 1);
-    if (!m->docs || !m->used || !m->acc || !m->hits || !m->strong) return -1;
-    for (size_t i = 0; i < m->ncat; i++) {
-        const x4_service *s = x4_catalog_at(m->cat, i);
-        doc_build b = {&m->v, &m->docs[i], 0, 0};
+static void index_free(pindex *ix) {
+    if (!ix) return;
+    for (size_t i = 0; i < ix->v.n; i++) {
+        free(ix->v.str[i]);
+        if (ix->v.post) free(ix->v.post[i]);
+    }
+    free(ix->v.str);
+    free(ix->v.tab);
+    free(ix->v.df);
+    free(ix->v.post);
+    free(ix->v.npost);
+    free(ix->v.verb);
+    for (size_t i = 0; ix->docs && i < ix->ncat; i++) {
+        free(ix->docs[i].t);
+        free(ix->docs[i].name);
+    }
+    free(ix->docs);
+    free(ix->idf);
+    free(ix->dl);
+    free(ix);
+}
+
+/* Tokenises every record once: O(total text of the catalog). */
+static pindex *index_build(const x4_catalog *cat) {
+    pindex *ix = calloc(1, sizeof *ix);
+    if (!ix) return NULL;
+    ix->ncat = x4_catalog_count(cat);
+    size_t nc = ix->ncat ? ix->ncat : 1;
+    ix->docs = calloc(nc, sizeof *ix->docs);
+    ix->dl = calloc(nc, sizeof *ix->dl);
+    if (!ix->docs || !ix->dl) goto err;
+    for (size_t i = 0; i < ix->ncat; i++) {
+        const x4_service *s = x4_catalog_at(cat, i);
+        doc_build b = {&ix->v, &ix->docs[i], 0, 0};
         doc_text(&b, s->id, W_NAME);
-        doc_text(&b, s->name, W_NAME);
+        if (!s->name || strcmp(s->name, s->id)) doc_text(&b, s->name, W_NAME);
         size_t k;
         json_t *t;
         json_array_foreach(s->tags, k, t) doc_text(&b, json_string_value(t), W_TAG);
         doc_text(&b, s->description, W_DESC);
         doc_schema(&b, s->input, W_INPUT);
         doc_schema(&b, s->output, W_OUTPUT);
-        if (b.oom) return -1;
-        for (size_t j = 0; j < m->docs[i].n; j++) m->v.df[m->docs[i].t[j].tok]++;
+        if (b.oom) goto err;
+        for (size_t j = 0; j < ix->docs[i].n; j++) {
+            ix->v.df[ix->docs[i].t[j].tok]++;
+            ix->dl[i] += ix->docs[i].t[j].tf;
+        }
+        ix->avgdl += ix->dl[i];
     }
-    m->idf = calloc(m->v.n ? m->v.n : 1, sizeof *m->idf);
-    m->v.post = calloc(m->v.n ? m->v.n : 1, sizeof *m->v.post);
-    m->v.npost = calloc(m->v.n ? m->v.n : 1, sizeof *m->v.npost);
-    m->v.verb = calloc(m->v.n ? m->v.n : 1, 1);
-    if (!m->idf || !m->v.post || !m->v.npost || !m->v.verb) return -1;
+    ix->avgdl = ix->ncat ? ix->avgdl / (double)ix->ncat : 1;
+    if (ix->avgdl <= 0) ix->avgdl = 1;
+    size_t nv = ix->v.n ? ix->v.n : 1;
+    ix->idf = calloc(nv, sizeof *ix->idf);
+    ix->v.post = calloc(nv, sizeof *ix->v.post);
+    ix->v.npost = calloc(nv, sizeof *ix->v.npost);
+    ix->v.verb = calloc(nv, 1);
+    if (!ix->idf || !ix->v.post || !ix->v.npost || !ix->v.verb) goto err;
     /* the first word of a verb_noun id is a verb the clause splitter should know */
-    for (size_t i = 0; i < m->ncat; i++) {
-        const char *id = x4_catalog_at(m->cat, i)->id, *us = strchr(id, '_');
+    for (size_t i = 0; i < ix->ncat; i++) {
+        const char *id = x4_catalog_at(cat, i)->id, *us = strchr(id, '_');
         char w[TOK_MAX + 1];
         if (!us || us == id || (size_t)(us - id) > TOK_MAX) continue;
         for (size_t k = 0; k < (size_t)(us - id); k++) w[k] = (char)tolower((unsigned char)id[k]);
         w[us - id] = 0;
         stem(w);
-        int t = vocab_find(&m->v, w);
-        if (t >= 0) m->v.verb[t] = 1;
+        int t = vocab_find(&ix->v, w);
+        if (t >= 0) ix->v.verb[t] = 1;
     }
-    for (size_t t = 0; t < m->v.n; t++) {
-        m->idf[t] = log(1.0 + (double)m->ncat / (double)m->v.df[t]);
-        if (m->idf[t] > m->max_idf) m->max_idf = m->idf[t];
-        m->v.post[t] = malloc((size_t)m->v.df[t] * sizeof(posting));
-        if (!m->v.post[t]) return -1;
+    for (size_t t = 0; t < ix->v.n; t++) {
+        /* BM25's idf, kept positive: log(1 + (N - df + 0.5) / (df + 0.5)) */
+        double df = ix->v.df[t];
+        ix->idf[t] = log(1.0 + ((double)ix->ncat - df + 0.5) / (df + 0.5));
+        if (ix->idf[t] > ix->max_idf) ix->max_idf = ix->idf[t];
+        ix->v.post[t] = malloc((size_t)(ix->v.df[t] ? ix->v.df[t] : 1) * sizeof(posting));
+        if (!ix->v.post[t]) goto err;
     }
-    if (m->max_idf == 0) m->max_idf = 1;
-    for (size_t i = 0; i < m->ncat; i++)
-        for (size_t j = 0; j < m->docs[i].n; j++) {
-            int t = m->docs[i].t[j].tok;
-            m->v.post[t][m->v.npost[t]++] = (posting){(int)i, m->docs[i].t[j].w};
+    if (ix->max_idf == 0) ix->max_idf = 1;
+    for (size_t i = 0; i < ix->ncat; i++)
+        for (size_t j = 0; j < ix->docs[i].n; j++) {
+            const tw *x = &ix->docs[i].t[j];
+            ix->v.post[x->tok][ix->v.npost[x->tok]++] = (posting){(int)i, x->w, x->tf};
         }
-    return 0;
+    return ix;
+err:
+    index_free(ix);
+    return NULL;
+}
+
+/* The index cache: the last INDEX_CACHE indexes, keyed by catalog version and size, shared
+ * (reference counted) so a batch run or the engine tokenises a catalog once, not per task. */
+#define INDEX_CACHE 4
+static pthread_mutex_t index_mu = PTHREAD_MUTEX_INITIALIZER;
+static pindex *index_cache[INDEX_CACHE];
+static unsigned long index_tick;
+
+static void index_key(const x4_catalog *cat, char *key, size_t n) {
+    const char *v = x4_catalog_version(cat);
+    snprintf(key, n, "%s/%zu", v ? v : "-", x4_catalog_count(cat));
+}
+
+static pindex *index_get(const x4_catalog *cat) {
+    char key[48];
+    index_key(cat, key, sizeof key);
+    pthread_mutex_lock(&index_mu);
+    for (size_t i = 0; i < INDEX_CACHE; i++)
+        if (index_cache[i] && !strcmp(index_cache[i]->key, key)) {
+            pindex *ix = index_cache[i];
+            ix->refs++;
+            ix->tick = ++index_tick;
+            pthread_mutex_unlock(&index_mu);
+            return ix;
+        }
+    pthread_mutex_unlock(&index_mu);
+    /* built outside the lock: two threads may build the same index; one is kept */
+    pindex *ix = index_build(cat);
+    if (!ix) return NULL;
+    snprintf(ix->key, sizeof ix->key, "%s", key);
+    ix->refs = 2; /* the caller's and the cache's */
+    pthread_mutex_lock(&index_mu);
+    size_t slot = 0;
+    for (size_t i = 0; i < INDEX_CACHE; i++) {
+        if (index_cache[i] && !strcmp(index_cache[i]->key, key)) { /* lost the race: use theirs */
+            pindex *old = index_cache[i];
+            old->refs++;
+            pthread_mutex_unlock(&index_mu);
+            index_free(ix);
+            return old;
+        }
+        if (!index_cache[i] || (index_cache[slot] && index_cache[i]->tick < index_cache[slot]->tick)) slot = i;
+    }
+    pindex *evict = index_cache[slot];
+    index_cache[slot] = ix;
+    ix->tick = ++index_tick;
+    if (evict && --evict->refs > 0) evict = NULL;
+    pthread_mutex_unlock(&index_mu);
+    index_free(evict);
+    return ix;
+}
+
+static void index_put(pindex *ix) {
+    if (!ix) return;
+    pthread_mutex_lock(&index_mu);
+    int last = --ix->refs == 0;
+    pthread_mutex_unlock(&index_mu);
+    if (last) index_free(ix);
+}
+
+static int mctx_alloc(mctx *m) {
+    m->ix = index_get(m->cat);
+    if (!m->ix) return -1;
+    m->ncat = m->ix->ncat;
+    size_t n = m->ncat ? m->ncat : 1;
+    m->used = calloc(n, 1);
+    m->acc = calloc(n, sizeof *m->acc);
+    m->hits = calloc(n, sizeof *m->hits);
+    m->strong = calloc(n, 1);
+    return m->used && m->acc && m->hits && m->strong ? 0 : -1;
 }
 
 static void clause_prepare(mctx *m, mclause *c) {
@@ -498,47 +602,95 @@ static void clause_prepare(mctx *m, mclause *c) {
     tokenize(m->task + c->start, c->end - c->start, strset_add_cb, &c->toks);
     c->ids = calloc(c->toks.n ? c->toks.n : 1, sizeof *c->ids);
     for (size_t i = 0; c->ids && i < c->toks.n; i++) {
-        int id = vocab_find(&m->v, c->toks.v[i]);
+        int id = vocab_find(&m->ix->v, c->toks.v[i]);
         if (id >= 0) {
             c->ids[c->nids++] = id;
-            c->norm += m->idf[id];
+            c->norm += m->ix->idf[id];
         } else {
-            c->norm += 0.5 * m->max_idf;
+            c->norm += 0.5 * m->ix->max_idf;
         }
     }
 }
 
-/* Scores every service against a clause into m->acc (and hits/strong). */
-static void score_clause(mctx *m, const mclause *c) {
+void x4_planner_params_default(x4_planner_params *p) {
+    p->bm25_k1 = 1.2;
+    p->bm25_b = 0.5;
+    p->match_min = 0.30;
+    p->name_bonus = 0.25;
+    p->context_weight = 0.3;
+    p->chain_bonus = 0.3;
+    p->cost_weight = 0.0;
+    p->sim_min = 0.30;
+}
+
+double x4_planner_rank(const x4_planner_params *p, const x4_planner_features *f) {
+    return f->bm25 + p->name_bonus * f->name_share + p->context_weight * f->context + p->chain_bonus * f->fed -
+           p->cost_weight * f->price_rel;
+}
+
+/* BM25 of a clause against every service into m->acc (normalised by the clause's Σ idf), with
+ * hits (distinct clause tokens found) and strong (a name or tag token found). */
+static void bm25_clause(mctx *m, const mclause *c) {
+    const pindex *ix = m->ix;
+    double k1 = m->prm.bm25_k1, bb = m->prm.bm25_b;
     memset(m->acc, 0, m->ncat * sizeof *m->acc);
     memset(m->hits, 0, m->ncat * sizeof *m->hits);
     memset(m->strong, 0, m->ncat);
     if (c->norm <= 0) return;
     for (size_t k = 0; k < c->nids; k++) {
         int t = c->ids[k];
-        for (size_t p = 0; p < m->v.npost[t]; p++) {
-            const posting *ps = &m->v.post[t][p];
-            m->acc[ps->svc] += m->idf[t] * ps->w;
+        for (size_t p = 0; p < ix->v.npost[t]; p++) {
+            const posting *ps = &ix->v.post[t][p];
+            double tf = ps->tf, norm = k1 * (1 - bb + bb * ix->dl[ps->svc] / ix->avgdl);
+            m->acc[ps->svc] += ix->idf[t] * tf * (k1 + 1) / (tf + norm);
             m->hits[ps->svc]++;
             if (ps->w >= W_TAG) m->strong[ps->svc] = 1;
         }
     }
+    for (size_t i = 0; i < m->ncat; i++)
+        if (m->hits[i]) m->acc[i] /= c->norm;
+}
+
+static double name_share(const mctx *m, size_t i, const mclause *c) {
+    const sdoc *d = &m->ix->docs[i];
+    size_t named = 0;
+    for (size_t a = 0; a < d->nname; a++)
+        for (size_t b = 0; b < c->nids; b++)
+            if (d->name[a] == c->ids[b]) {
+                named++;
+                break;
+            }
+    return d->nname ? (double)named / (double)d->nname : 0;
+}
+
+static double fed_share(const mctx *m, size_t i);
+
+/* Scores every service against a clause into m->acc (and hits/strong): with rank, the final
+ * x4_planner_rank() value; without, BM25 plus the name bonus (relevance alone). */
+static void score_clause_r(mctx *m, const mclause *c, int rank) {
+    bm25_clause(m, c);
+    uint64_t maxp = 0;
+    if (rank)
+        for (size_t i = 0; i < m->ncat; i++)
+            if (m->hits[i] && price_of(x4_catalog_at(m->cat, i)) > maxp) maxp = price_of(x4_catalog_at(m->cat, i));
     for (size_t i = 0; i < m->ncat; i++) {
         if (!m->hits[i]) continue;
-        const sdoc *d = &m->docs[i];
-        size_t named = 0;
-        for (size_t a = 0; a < d->nname; a++)
-            for (size_t b = 0; b < c->nids; b++)
-                if (d->name[a] == c->ids[b]) {
-                    named++;
-                    break;
-                }
-        m->acc[i] = m->acc[i] / c->norm + (d->nname ? NAME_BONUS * (double)named / (double)d->nname : 0);
+        x4_planner_features f = {m->acc[i], name_share(m, i, c), 0, 0, 0};
+        if (rank) {
+            f.context = m->ctx ? m->ctx[i] : 0;
+            f.fed = m->prm.chain_bonus != 0 ? fed_share(m, i) : 0;
+            f.price_rel = maxp ? (double)price_of(x4_catalog_at(m->cat, i)) / (double)maxp : 0;
+            m->acc[i] = x4_planner_rank(&m->prm, &f);
+        } else {
+            m->acc[i] = f.bm25 + m->prm.name_bonus * f.name_share;
+        }
     }
 }
 
+static void score_clause(mctx *m, const mclause *c) { score_clause_r(m, c, c != &m->whole); }
+
 static int eligible(const mctx *m, size_t i) {
-    return m->hits[i] && m->acc[i] >= MATCH_MIN && (m->strong[i] || m->hits[i] >= 2);
+    return m->hits[i] && m->acc[i] >= m->prm.match_min && (m->strong[i] || m->hits[i] >= 2);
 }
 
 /* Better candidate: higher score, then cheaper, then earlier in the catalog. */
@@ -613,8 +765,8 @@ static int word_is_verb(const mctx *m, const word *w) {
         if (strcmp(*v, w->low) == 0) return 1;
     snprintf(s, sizeof s, "%s", w->low);
     stem(s);
-    int t = vocab_find(&m->v, s);
-    return t >= 0 && m->v.verb[t];
+    int t = vocab_find(&m->ix->v, s);
+    return t >= 0 && m->ix->v.verb[t];
 }
 
 static size_t content_words(const word *w, size_t a, size_t b) {
@@ -731,9 +883,12 @@ static literal *new_literal(mctx *m, int kind, size_t pos) {
     return l;
 }
 
+static void extract_spans(mctx *m, const unsigned char *qmask);
+
 static void extract_literals(mctx *m) {
     const char *t = m->task;
     size_t len = strlen(t);
+    unsigned char *qmask = calloc(len + 1, 1);
     for (size_t i = 0; i < len;) {
         unsigned char c = (unsigned char)t[i];
         /* "quoted", “curly”, `backticks` */
@@ -751,8 +906,11 @@ static void extract_literals(mctx *m) {
                 literal *l = new_literal(m, L_STR, i);
                 if (l) {
                     l->text = x4_strndup(t + i + openlen, (size_t)(e - (t + i + openlen)));
+                    l->prio = 2;
+                    l->end = (size_t)(e - t) + strlen(close);
                     literal_context(m, l, i, (size_t)(e - t) + strlen(close));
                 }
+                if (qmask) memset(qmask + i, 1, (size_t)(e - t) + strlen(close) - i);
                 i = (size_t)(e - t) + strlen(close);
                 continue;
             }
@@ -816,8 +974,202 @@ static void extract_literals(mctx *m) {
         }
         i++;
     }
+    if (qmask) extract_spans(m, qmask);
+    free(qmask);
 }
 
+static const char *const MONTHS[] = {"january", "february", "march", "april", "may", "june", "july", "august",
+                                     "september", "october", "november", "december", "jan", "feb", "mar", "apr",
+                                     "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", NULL};
+
+static int month_at(const char *t, size_t i, size_t *en) {
+    if (i > 0 && word_char((unsigned char)t[i - 1])) return 0;
+    for (const char *const *mo = MONTHS; *mo; mo++) {
+        size_t n = strlen(*mo);
+        if (!strncasecmp(t + i, *mo, n) && !word_char((unsigned char)t[i + n])) {
+            *en = i + n;
+            if (t[*en] == '.') (*en)++;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static size_t digits_at(const char *t, size_t i) {
+    size_t k = 0;
+    while (isdigit((unsigned char)t[i + k])) k++;
+    return k;
+}
+
+/* A date at i: 2024-08-01, 12/05/2022, "September 10, 2023", "10 September 2023",
+ * "September 2023". Returns its end, or 0. */
+static size_t date_at(const char *t, size_t i) {
+    size_t d = digits_at(t, i), e;
+    if (i > 0 && word_char((unsigned char)t[i - 1])) return 0;
+    if (d == 4 && t[i + 4] == '-' && digits_at(t, i + 5) == 2 && t[i + 7] == '-' && digits_at(t, i + 8) == 2)
+        return i + 10;
+    if (d >= 1 && d <= 2 && (t[i + d] == '/' || t[i + d] == '.') ) {
+        size_t d2 = digits_at(t, i + d + 1);
+        if (d2 >= 1 && d2 <= 2 && t[i + d + 1 + d2] == t[i + d]) {
+            size_t d3 = digits_at(t, i + d + 2 + d2);
+            if (d3 == 2 || d3 == 4) return i + d + 2 + d2 + d3;
+        }
+    }
+    if (month_at(t, i, &e)) {
+        size_t p = e;
+        while (t[p] == ' ') p++;
+        size_t dd = digits_at(t, p);
+        if (dd >= 1 && dd <= 2) {
+            size_t q = p + dd;
+            if (!strncmp(t + q, "st", 2) || !strncmp(t + q, "nd", 2) || !strncmp(t + q, "rd", 2) || !strncmp(t + q, "th", 2)) q += 2;
+            size_t r = q;
+            if (t[r] == ',') r++;
+            while (t[r] == ' ') r++;
+            if (digits_at(t, r) == 4) return r + 4;
+            return q;
+        }
+        if (dd == 4) return p + 4;
+        return 0;
+    }
+    if (d >= 1 && d <= 2) {
+        size_t p = i + d;
+        if (!strncmp(t + p, "st", 2) || !strncmp(t + p, "nd", 2) || !strncmp(t + p, "rd", 2) || !strncmp(t + p, "th", 2)) p += 2;
+        if (t[p] != ' ') return 0;
+        p++;
+        if (month_at(t, p, &e)) {
+            size_t r = e;
+            if (t[r] == ',') r++;
+            while (t[r] == ' ') r++;
+            return digits_at(t, r) == 4 ? r + 4 : e;
+        }
+    }
+    return 0;
+}
+
+static int is_upper_word(const char *t, size_t a, size_t b) {
+    (void)b;
+    return isupper((unsigned char)t[a]);
+}
+
+static int sentence_start(const char *t, size_t i) {
+    while (i > 0 && (t[i - 1] == ' ' || t[i - 1] == '(' || t[i - 1] == '\n')) i--;
+    return i == 0 || strchr(".!?:;\n", t[i - 1]);
+}
+
+static void add_span(mctx *m, size_t a, size_t b, int prio, int date) {
+    for (size_t k = 0; k < m->nlit; k++) /* the same text at the same place once */
+        if (m->lit[k].kind == L_STR && m->lit[k].pos == a && m->lit[k].end == b) return;
+    literal *l = new_literal(m, L_STR, a);
+    if (!l) return;
+    l->text = x4_strndup(m->task + a, b - a);
+    l->prio = prio;
+    l->date = date;
+    l->end = b;
+    literal_context(m, l, a, b);
+}
+
+/* Unquoted values: dates, ids / e-mails / file names / measures ("PRD12345", "a.txt",
+ * "120/80"), and proper-noun spans ("Ministry of Finance", "Conference Room A"). */
+static void extract_spans(mctx *m, const unsigned char *qmask) {
+    const char *t = m->task;
+    size_t len = strlen(t);
+    for (size_t i = 0; i < len;) {
+        if (qmask[i] || !word_char((unsigned char)t[i]) || (i > 0 && word_char((unsigned char)t[i - 1]))) {
+            i++;
+            continue;
+        }
+        size_t de = date_at(t, i);
+        if (de) {
+            add_span(m, i, de, 1, 1);
+            i = de;
+            continue;
+        }
+        /* a run of non-space characters: an id when it mixes letters and digits or has @ . / - inside */
+        size_t e = i;
+        int alpha = 0, digit = 0, inner = 0, at = 0;
+        while (e < len && !isspace((unsigned char)t[e]) && !qmask[e] && !strchr(",;()\"", t[e])) {
+            if (isalpha((unsigned char)t[e])) alpha = 1;
+            else if (isdigit((unsigned char)t[e])) digit = 1;
+            else if (t[e] == '@') at = 1;
+            else if (strchr("./-_:#", t[e])) inner = 1;
+            e++;
+        }
+        while (e > i && strchr(".:!?'", t[e - 1])) e--; /* sentence punctuation */
+        alpha = digit = inner = at = 0;
+        for (size_t k = i; k < e; k++) {
+            if (isalpha((unsigned char)t[k])) alpha = 1;
+            else if (isdigit((unsigned char)t[k])) digit = 1;
+            else if (t[k] == '@') at = 1;
+            else if (strchr("./-_:#", t[k])) inner = 1;
+        }
+        int lead_digit = isdigit((unsigned char)t[i]);
+        size_t w = i;
+        while (w < e && word_char((unsigned char)t[w])) w++;
+        int unit_only = lead_digit && digits_at(t, i) + (size_t)0 < e - i && w == e; /* 500mg */
+        if (e > i && (at || (alpha && digit && !unit_only) || (inner && (alpha || (digit && strchr(t + i, '/') && memchr(t + i, '/', e - i)))))) {
+            if (!(digit && !alpha && !at && memchr(t + i, '.', e - i) && !memchr(t + i, '/', e - i))) /* 1,000.5 */
+                add_span(m, i, e, 1, 0);
+            i = e;
+            continue;
+        }
+        /* proper nouns: capitalised words, joined by "of", "and", "de", "the" and closed by a
+         * single capital or number ("River A", "Room 101") */
+        if (is_upper_word(t, i, 0)) {
+            size_t a = i, b = i, p = i, nwords = 0;
+            for (;;) {
+                size_t we = p;
+                while (we < len && (word_char((unsigned char)t[we]) || t[we] == '\'' || (t[we] == '-' && word_char((unsigned char)t[we + 1])))) we++;
+                if (qmask[p]) break;
+                int up = isupper((unsigned char)t[p]) || (nwords && isdigit((unsigned char)t[p]));
+                if (!up) break;
+                b = we;
+                nwords++;
+                /* next word */
+                size_t q = we;
+                if (t[q] != ' ') break;
+                q++;
+                size_t qe = q;
+                while (qe < len && word_char((unsigned char)t[qe])) qe++;
+                if ((qe - q == 2 && !strncmp(t + q, "of", 2)) || (qe - q == 3 && !strncmp(t + q, "and", 3)) ||
+                    (qe - q == 2 && !strncmp(t + q, "de", 2)) || (qe - q == 3 && !strncmp(t + q, "the", 3))) {
+                    size_t r = qe + 1;
+                    if (t[qe] == ' ' && isupper((unsigned char)t[r])) {
+                        p = r;
+                        continue;
+                    }
+                    break;
+                }
+                p = q;
+            }
+            /* drop a leading sentence-initial word that is not itself a name ("Please", "Check") */
+            if (sentence_start(t, a) && nwords >= 1) {
+                size_t we = a;
+                while (we < b && word_char((unsigned char)t[we])) we++;
+                char low[TOK_MAX + 1];
+                size_t n = we - a < TOK_MAX ? we - a : TOK_MAX;
+                for (size_t k = 0; k < n; k++) low[k] = (char)tolower((unsigned char)t[a + k]);
+                low[n] = 0;
+                int acronym = n >= 2 && isupper((unsigned char)t[a + 1]);
+                int common = is_stopword(low) || !strcmp(low, "please");
+                if (!common) {
+                    stem(low);
+                    common = m->ix && vocab_find(&m->ix->v, low) >= 0;
+                }
+                if (!acronym && (common || nwords == 1)) { /* one capital word opening a sentence: not a name */
+                    a = we;
+                    while (a < b && !isupper((unsigned char)t[a])) a++;
+                }
+            }
+            if (b > a) {
+                /* a trailing connector never ends a name */
+                add_span(m, a, b, 1, 0);
+            }
+            i = b > i ? b : i + 1;
+            continue;
+        }
+        while (i < len && word_char((unsigned char)t[i])) i++;
+    }
+}
 /* ---- schemas ---------------------------------------------------------------------------- */
 
 static const char *schema_type(const json_t *p) {
@@ -840,6 +1192,26 @@ static int type_compat(const char *in, const char *out) {
 static void param_tokens(strset *s, const char *name, const json_t *prop) {
     strset_text(s, name);
     strset_text(s, json_string_value(json_object_get(prop, "description")));
+}
+
+/* Share of service i's required inputs that an output of an already planned step of the same
+ * name could provide (services are fed by the plan so far: they chain). */
+static double fed_share(const mctx *m, size_t i) {
+    const x4_service *s = x4_catalog_at(m->cat, i);
+    const json_t *req = json_object_get(s->input, "required");
+    size_t n = json_array_size(req), fed = 0, k;
+    json_t *r;
+    if (!n || !m->nsteps) return 0;
+    json_array_foreach(req, k, r) {
+        const char *name = json_string_value(r);
+        if (!name) continue;
+        for (size_t j = 0; j < m->nsteps; j++)
+            if (json_object_get(json_object_get(m->steps[j].s->output, "properties"), name)) {
+                fed++;
+                break;
+            }
+    }
+    return (double)fed / (double)n;
 }
 
 /* ---- steps ------------------------------------------------------------------------------ */
@@ -889,7 +1261,7 @@ static int wire_similar(mctx *m, mstep *st, const char *param, const json_t *pro
         json_t *op;
         json_object_foreach(json_object_get(m->steps[j].s->output, "properties"), k, op) {
             const char *ti = schema_type(prop), *to = schema_type(op);
-            if (!ti || !to || !type_compat(ti, to)) continue;
+            if (ti && to && !type_compat(ti, to)) continue; /* an untyped output may fit */
             strset b = {0};
             param_tokens(&b, k, op);
             double sim = a.n + b.n ? 2.0 * (double)strset_overlap(&a, &b) / (double)(a.n + b.n) : 0;
@@ -902,7 +1274,7 @@ static int wire_similar(mctx *m, mstep *st, const char *param, const json_t *pro
         }
     }
     strset_free(&a);
-    if (!bf || best < SIM_MIN) return 0;
+    if (!bf || best < m->prm.sim_min) return 0;
     set_ref(st, param, bj, bf);
     return 1;
 }
@@ -955,6 +1327,10 @@ static int fill_enum(mctx *m, mstep *st, const char *param, const json_t *prop, 
     return 0;
 }
 
+static const char *schema_type(const json_t *p);
+
+static int literal_fits_prop(const literal *l, const json_t *prop);
+
 static int literal_fits(const literal *l, const char *type) {
     if (!type) return l->kind == L_STR;
     if (!strcmp(type, "string")) return l->kind == L_STR;
@@ -962,6 +1338,37 @@ static int literal_fits(const literal *l, const char *type) {
     if (!strcmp(type, "number")) return l->kind == L_NUM;
     if (!strcmp(type, "boolean")) return l->kind == L_BOOL;
     return 0;
+}
+
+/* Arrays take one literal of their item type, wrapped. */
+static int literal_fits_prop(const literal *l, const json_t *prop) {
+    const char *type = schema_type(prop);
+    if (type && !strcmp(type, "array")) {
+        const char *it = schema_type(json_object_get(prop, "items"));
+        return literal_fits(l, it ? it : "string");
+    }
+    return literal_fits(l, type);
+}
+
+static json_t *literal_value(const literal *l, const char *type);
+
+static json_t *literal_value_prop(const literal *l, const json_t *prop) {
+    const char *type = schema_type(prop);
+    if (type && !strcmp(type, "array")) {
+        const char *it = schema_type(json_object_get(prop, "items"));
+        return json_pack("[o]", literal_value(l, it ? it : "string"));
+    }
+    return literal_value(l, type);
+}
+
+/* The literal says nothing but the parameter's own name ("ISBN" for isbn). */
+static int literal_is_name(const literal *l, const strset *ptoks) {
+    if (l->kind != L_STR) return 0;
+    strset lt = {0};
+    strset_text(&lt, l->text);
+    int same = lt.n > 0 && strset_overlap(&lt, ptoks) == lt.n;
+    strset_free(&lt);
+    return same;
 }
 
 static json_t *literal_value(const literal *l, const char *type) {
@@ -979,43 +1386,69 @@ typedef struct {
     int done;
 } mparam;
 
-/* Greedy matching of literals to the still-open parameters of a step. */
+static int dist_to_clause(const mctx *m, const literal *l, int clause) {
+    if (clause < 0) return 0;
+    if (l->pos >= m->cl[clause].end) return (int)(l->pos - m->cl[clause].end);
+    if (l->pos < m->cl[clause].start) return (int)(m->cl[clause].start - l->pos);
+    return 0;
+}
+
+/* Greedy matching of literals to the still-open parameters of a step: the pair whose words
+ * agree best first (context overlap, same clause, quoted/date/id first, a date for a date-like
+ * parameter). Then each still-open required input takes the nearest unused literal of its type
+ * (from the clause first, then the task): a plan that runs beats one that does not. */
 static void fill_literals(mctx *m, mstep *st, mparam *ps, size_t np, int clause) {
     unsigned char *taken = calloc(m->nlit ? m->nlit : 1, 1);
     strset *pt = calloc(np ? np : 1, sizeof *pt);
-    if (!taken || !pt) goto out;
-    for (size_t i = 0; i < np; i++) param_tokens(&pt[i], ps[i].name, ps[i].prop);
-    for (;;) {
-        double best = -1;
-        size_t bp = 0, bl = 0;
-        for (size_t i = 0; i < np; i++) {
-            if (ps[i].done || json_object_get(ps[i].prop, "enum")) continue;
-            const char *type = schema_type(ps[i].prop);
-            for (size_t k = 0; k < m->nlit; k++) {
-                const literal *l = &m->lit[k];
-                if (taken[k] || !literal_fits(l, type)) continue;
-                size_t ov = strset_overlap(&pt[i], &l->ctx);
-                int here = clause >= 0 && l->clause == clause;
-                /* optional inputs only from a literal its words point at; required ones also from
-                 * any literal of the clause being planned */
-                if (!ov && !(ps[i].required && here)) continue;
-                double sc = 2.0 * (double)ov + (here ? 1.0 : 0) + (ps[i].required ? 0.25 : 0) -
-                            0.001 * (double)k; /* earlier literal first on a tie */
-                if (sc > best) {
-                    best = sc;
-                    bp = i;
-                    bl = k;
+    int *datey = calloc(np ? np : 1, sizeof *datey);
+    if (!taken || !pt || !datey) goto out;
+    for (size_t i = 0; i < np; i++) {
+        param_tokens(&pt[i], ps[i].name, ps[i].prop);
+        datey[i] = strset_has(&pt[i], "dat") || strset_has(&pt[i], "day") || strset_has(&pt[i], "deadlin") ||
+                   strset_has(&pt[i], "birthday") || strset_has(&pt[i], "when");
+    }
+    /* literals another step already used are second choice */
+    for (int round = 0; round < 2; round++) {
+        for (;;) {
+            double best = -1e9;
+            size_t bp = 0, bl = 0;
+            for (size_t i = 0; i < np; i++) {
+                if (ps[i].done || json_object_get(ps[i].prop, "enum")) continue;
+                for (size_t k = 0; k < m->nlit; k++) {
+                    const literal *l = &m->lit[k];
+                    if (taken[k] || !literal_fits_prop(l, ps[i].prop) || literal_is_name(l, &pt[i])) continue;
+                    size_t ov = strset_overlap(&pt[i], &l->ctx);
+                    int here = clause >= 0 && l->clause == clause;
+                    int dfit = l->date && datey[i];
+                    if (round == 0) {
+                        /* optional inputs only from a literal its words point at; required ones
+                         * also from any literal of the clause being planned */
+                        if (!ov && !dfit && !(ps[i].required && here)) continue;
+                    } else if (!ps[i].required) {
+                        continue;
+                    }
+                    double sc = 2.0 * (double)ov + (here ? 1.0 : 0) + (ps[i].required ? 0.25 : 0) +
+                                0.3 * l->prio + (dfit ? 1.5 : 0) - (l->date && !datey[i] ? 1.0 : 0) -
+                                (m->lused && m->lused[k] ? 0.8 : 0) - 0.001 * (double)dist_to_clause(m, l, clause) -
+                                0.0001 * (double)k;
+                    if (sc > best) {
+                        best = sc;
+                        bp = i;
+                        bl = k;
+                    }
                 }
             }
+            if (best <= -1e9) break;
+            json_object_set_new(st->inputs, ps[bp].name, literal_value_prop(&m->lit[bl], ps[bp].prop));
+            ps[bp].done = 1;
+            taken[bl] = 1;
+            if (m->lused) m->lused[bl] = 1;
         }
-        if (best < 0) break;
-        json_object_set_new(st->inputs, ps[bp].name, literal_value(&m->lit[bl], schema_type(ps[bp].prop)));
-        ps[bp].done = 1;
-        taken[bl] = 1;
     }
 out:
     for (size_t i = 0; pt && i < np; i++) strset_free(&pt[i]);
     free(pt);
+    free(datey);
     free(taken);
 }
 
@@ -1171,21 +1604,7 @@ fail:
 /* ---- driver ----------------------------------------------------------------------------- */
 
 static void mctx_free(mctx *m) {
-    for (size_t i = 0; i < m->v.n; i++) {
-        free(m->v.str[i]);
-        if (m->v.post) free(m->v.post[i]);
-    }
-    free(m->v.str);
-    free(m->v.tab);
-    free(m->v.df);
-    free(m->v.post);
-    free(m->v.npost);
-    for (size_t i = 0; m->docs && i < m->ncat; i++) {
-        free(m->docs[i].t);
-        free(m->docs[i].name);
-    }
-    free(m->docs);
-    free(m->idf);
+    index_put(m->ix);
     for (size_t i = 0; i < m->ncl; i++) {
         strset_free(&m->cl[i].toks);
         free(m->cl[i].ids);
@@ -1203,9 +1622,9 @@ static void mctx_free(mctx *m) {
     free(m->steps);
     free(m->used);
     free(m->acc);
+    free(m->ctx);
     free(m->hits);
     free(m->strong);
-    free(m->v.verb);
 }
 
 static json_t *steps_json(const mctx *m) {
@@ -1231,10 +1650,18 @@ static json_t *steps_json(const mctx *m) {
 
 int x4_matcher_plan(const x4_catalog *cat, const char *task, uint64_t max_cost, json_t **plan, char *err,
                     size_t errlen) {
+    return x4_planner_plan(cat, task, max_cost, NULL, plan, NULL, err, errlen);
+}
+
+int x4_planner_plan(const x4_catalog *cat, const char *task, uint64_t max_cost, const x4_planner_params *prm,
+                    json_t **plan, json_t **draft, char *err, size_t errlen) {
     mctx m;
     int rc = -1;
     memset(&m, 0, sizeof m);
+    if (prm) m.prm = *prm;
+    else x4_planner_params_default(&m.prm);
     if (plan) *plan = NULL;
+    if (draft) *draft = NULL;
     if (!cat || !plan) {
         seterr(err, errlen, "no catalog");
         return -1;
@@ -1254,7 +1681,7 @@ int x4_matcher_plan(const x4_catalog *cat, const char *task, uint64_t max_cost, 
     m.cat = cat;
     m.task = task;
     m.max_cost = max_cost;
-    if (build_index(&m)) {
+    if (mctx_alloc(&m)) {
         seterr(err, errlen, "out of memory");
         goto done;
     }
@@ -1263,6 +1690,14 @@ int x4_matcher_plan(const x4_catalog *cat, const char *task, uint64_t max_cost, 
     m.whole.end = strlen(task);
     clause_prepare(&m, &m.whole);
     for (size_t c = 0; c < m.ncl; c++) clause_prepare(&m, &m.cl[c]);
+    m.lused = m.lused_buf;
+    m.ctx = calloc(m.ncat ? m.ncat : 1, sizeof *m.ctx);
+    if (!m.ctx) {
+        seterr(err, errlen, "out of memory");
+        goto done;
+    }
+    bm25_clause(&m, &m.whole);
+    memcpy(m.ctx, m.acc, m.ncat * sizeof *m.ctx);
     extract_literals(&m);
 
     int matched_any = 0;
@@ -1351,7 +1786,8 @@ int x4_matcher_plan(const x4_catalog *cat, const char *task, uint64_t max_cost, 
         seterr(err, errlen, "%s", b.data ? b.data : "invalid plan");
         x4_buf_free(&b);
         json_decref(errors);
-        json_decref(pj);
+        if (draft) *draft = pj;
+        else json_decref(pj);
         goto done;
     }
     x4_plan_free(parsed);
@@ -1360,4 +1796,117 @@ int x4_matcher_plan(const x4_catalog *cat, const char *task, uint64_t max_cost, 
 done:
     mctx_free(&m);
     return rc;
+}
+
+/* ---- the pieces, for tests and tools ------------------------------------------------------ */
+
+static int mctx_for(mctx *m, const x4_catalog *cat, const char *task) {
+    memset(m, 0, sizeof *m);
+    x4_planner_params_default(&m->prm);
+    m->cat = cat;
+    m->task = task;
+    m->lused = m->lused_buf;
+    return cat ? mctx_alloc(m) : 0;
+}
+
+int x4_planner_retrieve(const x4_catalog *cat, const char *query, size_t k, size_t *idx, double *score) {
+    mctx m;
+    int n = -1;
+    if (!cat || !query || mctx_for(&m, cat, query)) goto done;
+    m.whole.start = 0;
+    m.whole.end = strlen(query);
+    clause_prepare(&m, &m.whole);
+    score_clause_r(&m, &m.whole, 0);
+    unsigned char *took = calloc(m.ncat ? m.ncat : 1, 1);
+    if (!took) goto done;
+    n = 0;
+    while ((size_t)n < k) {
+        ssize_t b = -1;
+        for (size_t i = 0; i < m.ncat; i++)
+            if (!took[i] && m.hits[i] && (b < 0 || better(&m, i, (size_t)b))) b = (ssize_t)i;
+        if (b < 0) break;
+        took[b] = 1;
+        if (idx) idx[n] = (size_t)b;
+        if (score) score[n] = m.acc[b];
+        n++;
+    }
+    free(took);
+done:
+    mctx_free(&m);
+    return n;
+}
+
+json_t *x4_planner_clauses(const x4_catalog *cat, const char *task) {
+    mctx m;
+    json_t *arr = NULL;
+    if (!task || mctx_for(&m, cat, task)) goto done;
+    if (!m.ix) {
+        m.ix = calloc(1, sizeof *m.ix); /* an empty index: built-in verbs only */
+        if (!m.ix) goto done;
+        m.ix->refs = 1;
+    }
+    split_clauses(&m);
+    arr = json_array();
+    for (size_t i = 0; arr && i < m.ncl; i++)
+        json_array_append_new(arr, json_stringn(task + m.cl[i].start, m.cl[i].end - m.cl[i].start));
+done:
+    mctx_free(&m);
+    return arr;
+}
+
+json_t *x4_planner_literals(const char *task) {
+    mctx m;
+    json_t *arr = NULL;
+    if (!task || mctx_for(&m, NULL, task)) goto done;
+    extract_literals(&m);
+    arr = json_array();
+    for (size_t i = 0; arr && i < m.nlit; i++) {
+        const literal *l = &m.lit[i];
+        json_t *v = l->kind == L_STR ? json_string(l->text) : l->kind == L_BOOL ? json_boolean(l->bval)
+                    : l->is_int ? json_integer(l->ival) : json_real(l->num);
+        json_t *ctx = json_array();
+        for (size_t k = 0; ctx && k < l->ctx.n; k++) json_array_append_new(ctx, json_string(l->ctx.v[k]));
+        json_array_append_new(arr, json_pack("{s:s, s:o, s:s, s:o}", "kind",
+                                             l->date ? "date" : l->kind == L_STR ? "string" : l->kind == L_NUM ? "number" : "boolean",
+                                             "value", v, "text", l->text ? l->text : "", "context", ctx));
+    }
+done:
+    mctx_free(&m);
+    return arr;
+}
+
+const char *x4_planner_wire(const x4_service *producer, const x4_service *consumer, const char *param,
+                            const x4_planner_params *prm) {
+    if (!producer || !consumer || !param) return NULL;
+    const json_t *prop = json_object_get(json_object_get(consumer->input, "properties"), param);
+    const json_t *outs = json_object_get(producer->output, "properties");
+    if (!prop) return NULL;
+    const char *k;
+    json_t *op;
+    json_object_foreach((json_t *)outs, k, op) {
+        if (!strcmp(k, param) && type_compat(schema_type(prop), schema_type(op))) return k;
+    }
+    x4_planner_params d;
+    if (!prm) {
+        x4_planner_params_default(&d);
+        prm = &d;
+    }
+    strset a = {0};
+    param_tokens(&a, param, prop);
+    double best = 0;
+    const char *bf = NULL;
+    json_object_foreach((json_t *)outs, k, op) {
+        const char *ti = schema_type(prop), *to = schema_type(op);
+        if (ti && to && !type_compat(ti, to)) continue;
+        strset b = {0};
+        param_tokens(&b, k, op);
+        double sim = a.n + b.n ? 2.0 * (double)strset_overlap(&a, &b) / (double)(a.n + b.n) : 0;
+        strset_free(&b);
+        if (sim > best + 1e-9) {
+            best = sim;
+            bf = k;
+        }
+    }
+    strset_free(&a);
+    return bf && best >= prm->sim_min ? bf : NULL;
 }

@@ -1,21 +1,73 @@
-/* plan/matcher.h — the first offline planner: no network, no key. Splits the task into
- * clauses, scores each service against each clause by token overlap over name, description
- * and parameter names/descriptions, takes the best service per clause above a threshold (in
- * clause order, no repeats), wires each required input to an earlier step's output of the
- * same or a similar name, and fills what remains from literals in the task (quoted strings,
- * numbers) or schema defaults. Prefers the cheaper service on a tie. The full planner (BM25,
- * decomposition, Lua-ranked) replaces this in a later issue; the contract stays the same:
- * the result is a plan JSON that still goes through x4_plan_parse(). */
+/* plan/matcher.h — the offline planner: no network, no key.
+ *
+ * Retrieval: a BM25 index (field-weighted: names, tags, description, parameter names and
+ * descriptions, enum values; light stemming) built once per catalog version and cached.
+ * Decomposition: the task is cut into clauses (sentences, "then/after that/finally", "and"/","
+ * before a verb); each clause gets at most one service, ranked by x4_planner_rank() over its
+ * BM25 score, the share of the service's name it mentions, the rest of the task's words and how
+ * well the service can consume outputs of the steps already planned; cheaper first on a tie
+ * and within max_cost. Wiring: each input takes an earlier step's output of the same name, or
+ * of a similar name/description and a compatible type; else a literal from the task (quoted
+ * strings, numbers with units, amounts, dates, proper-noun spans, enum values, booleans)
+ * matched to the parameter by the words around it and its type; else a providing service is
+ * chained in. The result is a plan JSON that still goes through x4_plan_parse(). */
 #ifndef X4_PLAN_MATCHER_H
 #define X4_PLAN_MATCHER_H
 
 #include <jansson.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "plan/catalog.h"
 
 /* Returns 0 and a new plan JSON ({"steps":[...]}) or -1 with a reason in err
- * ("no service in the catalog matches the task", ...). */
+ * ("no service in the catalog matches the task", ...). Default parameters. */
 int x4_matcher_plan(const x4_catalog *cat, const char *task, uint64_t max_cost, json_t **plan, char *err, size_t errlen);
+
+/* The ranking weights, named; x4_planner_params_default() gives the tuned defaults. The Lua
+ * policy (policies/matching.lua) is meant to override these and x4_planner_rank(). */
+typedef struct {
+    double bm25_k1, bm25_b;  /* BM25 saturation and length normalisation */
+    double match_min;        /* a clause's service needs at least this rank */
+    double name_bonus;       /* × share of the service's name tokens the clause mentions */
+    double context_weight;   /* × the service's BM25 score against the whole task */
+    double chain_bonus;      /* × share of the service's required inputs earlier steps provide */
+    double cost_weight;      /* × price / (max price among the candidates) — a penalty */
+    double sim_min;          /* output→input wiring: least Dice similarity of name+description */
+} x4_planner_params;
+
+void x4_planner_params_default(x4_planner_params *p);
+
+/* What x4_planner_rank() sees about one (clause, service) pair. */
+typedef struct {
+    double bm25;       /* BM25 of the clause against the service, / (clause's Σ idf · (k1+1)) */
+    double name_share; /* share of the service's name tokens found in the clause, 0..1 */
+    double context;    /* the same BM25 measure against the whole task */
+    double fed;        /* share of required inputs earlier planned steps can provide, 0..1 */
+    double price_rel;  /* price / max price among candidates, 0..1 (0 when free) */
+} x4_planner_features;
+
+/* The one ranking seam: a higher value is a better service for the clause. */
+double x4_planner_rank(const x4_planner_params *p, const x4_planner_features *f);
+
+/* Like x4_matcher_plan with explicit parameters (NULL: defaults). When the plan fails
+ * validation and draft is not NULL, *draft is the rejected plan JSON (for diagnosis). */
+int x4_planner_plan(const x4_catalog *cat, const char *task, uint64_t max_cost, const x4_planner_params *prm,
+                    json_t **plan, json_t **draft, char *err, size_t errlen);
+
+/* ---- the pieces, exposed for tests and tools ---- */
+
+/* The top k services for a query by BM25 (index cached per catalog): catalog indices and
+ * scores into idx/score (either may be NULL), best first. Returns how many (≤ k), -1 on OOM. */
+int x4_planner_retrieve(const x4_catalog *cat, const char *query, size_t k, size_t *idx, double *score);
+/* The clauses of a task, as a new JSON array of strings (cat may be NULL: built-in verbs only). */
+json_t *x4_planner_clauses(const x4_catalog *cat, const char *task);
+/* The literals of a task: a new JSON array of {"kind":"string"|"number"|"boolean"|"date",
+ * "value", "text", "context":[stemmed words around it]}. */
+json_t *x4_planner_literals(const char *task);
+/* The output of `producer` best suited to the input `param` of `consumer` (same name, else
+ * similar name/description with a compatible type), or NULL. Borrowed from the catalog. */
+const char *x4_planner_wire(const x4_service *producer, const x4_service *consumer, const char *param,
+                            const x4_planner_params *prm);
 
 #endif

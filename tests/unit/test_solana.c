@@ -791,6 +791,19 @@ X4_TEST(exact_payment_layout_and_nonce) {
         ((uint8_t *)tx->m.ix[2].data)[1] ^= 0xff;
         CHECK(!x4_sol_tx_verify_slot(tx, 1));
     }
+    x4_sol_tx_free(tx);
+    tx = NULL;
+    /* v1 (x402 1.2.0): exactly three instructions, no memo */
+    x4_sol_exact_payment_free(&b);
+    p.omit_memo = true;
+    CHECK(x4_sol_exact_build(payer, &p, &b, err, sizeof err) == 0);
+    CHECK_EQ_STR(b.memo, "");
+    CHECK(b.tx_base64 && x4_sol_tx_parse_base64(b.tx_base64, &tx, err, sizeof err) == 0);
+    if (tx) {
+        CHECK_EQ_INT(tx->m.nix, 3);
+        CHECK(x4_sol_tx_verify_slot(tx, 1));
+        CHECK(tx->m.nix < 3 || x4_sol_pubkey_eq(&tx->m.keys[tx->m.ix[2].program_index], &x4_sol_token2022_program));
+    }
 done:
     x4_sol_tx_free(tx);
     x4_sol_exact_payment_free(&a);
