@@ -697,7 +697,7 @@ int x4_sol_tx_signer_index(const x4_sol_tx *tx, const x4_sol_pubkey *key) {
 }
 
 int x4_sol_tx_sign_partial(x4_sol_tx *tx, const x4_keypair *kp, char *err, size_t errlen) {
-    x4_sol_pubkey pk;
+    x4_sol_pubkey pk = {{0}};
     int idx;
     x4_keypair_pubkey(kp, pk.b);
     idx = x4_sol_tx_signer_index(tx, &pk);
@@ -728,7 +728,7 @@ int x4_sol_exact_build(const x4_keypair *payer, const x4_sol_exact_params *p,
                        x4_sol_exact_payment *out, char *err, size_t errlen) {
     x4_sol_ix *ixs = NULL;
     x4_sol_tx *tx = NULL;
-    x4_sol_pubkey owner;
+    x4_sol_pubkey owner = {{0}};
     x4_buf b64 = {0};
     uint8_t nonce[16];
     int idx;
@@ -742,7 +742,9 @@ int x4_sol_exact_build(const x4_keypair *payer, const x4_sol_exact_params *p,
         set_err(err, errlen, "the asset is not owned by the Token or Token-2022 program");
         goto err;
     }
-    if (p->memo) {
+    if (p->omit_memo) {
+        out->memo[0] = 0;
+    } else if (p->memo) {
         if (p->memo_len == 0 || p->memo_len > X4_SOL_MEMO_MAX || memchr(p->memo, 0, p->memo_len)) {
             set_err(err, errlen, "memo must be 1 to %d bytes without NUL", X4_SOL_MEMO_MAX);
             goto err;
@@ -763,12 +765,18 @@ int x4_sol_exact_build(const x4_keypair *payer, const x4_sol_exact_params *p,
     x4_sol_ix_set_cu_limit(&ixs[0], p->cu_limit ? p->cu_limit : X4_SOL_EXACT_CU_LIMIT);
     x4_sol_ix_set_cu_price(&ixs[1], p->cu_price);
     if (x4_sol_ix_transfer_checked(&ixs[2], &p->token_program, &out->source_ata, &p->mint,
-                                   &out->destination_ata, &owner, p->amount, p->decimals) != 0 ||
+                                   &out->destination_ata, &owner, p->amount, p->decimals) != 0) {
+        set_err(err, errlen, "cannot build the transfer");
+        goto err;
+    }
+    if (!p->omit_memo &&
         x4_sol_ix_memo(&ixs[3], (const uint8_t *)out->memo, strlen(out->memo), NULL, 0) != 0) {
         set_err(err, errlen, "memo is not valid UTF-8");
         goto err;
     }
-    if (x4_sol_tx_compile(0, &p->fee_payer, ixs, 4, p->blockhash, &tx, err, errlen) != 0) goto err;
+    if (x4_sol_tx_compile(0, &p->fee_payer, ixs, p->omit_memo ? 3 : 4, p->blockhash, &tx, err,
+                          errlen) != 0)
+        goto err;
     if (x4_sol_tx_sign_partial(tx, payer, err, errlen) != 0) goto err;
     idx = x4_sol_tx_signer_index(tx, &owner);
     /* Belt and braces: the layout the facilitator expects, and a signature that verifies. */

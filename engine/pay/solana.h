@@ -179,6 +179,7 @@ typedef struct {
     uint64_t amount;              /* atomic units */
     const uint8_t *memo;          /* extra.memo, or NULL: a fresh 16-byte hex nonce is used */
     size_t memo_len;
+    bool omit_memo;               /* x402 1.2.0 (v1) facilitators want exactly 3 instructions */
     uint32_t cu_limit;            /* 0 = X4_SOL_EXACT_CU_LIMIT */
     uint64_t cu_price;            /* micro-lamports per CU */
     uint8_t blockhash[32];        /* extra.recentBlockhash or getLatestBlockhash */
@@ -196,7 +197,9 @@ typedef struct {
 
 /* Builds the v0 transaction [SetComputeUnitLimit, SetComputeUnitPrice, TransferChecked(payer
  * ATA -> pay_to ATA, authority payer), Memo], signed by the payer only (fee-payer slot zero).
- * Refuses a fee payer equal to the payer, a zero amount and memos with NUL bytes. */
+ * With omit_memo the Memo is left out and out->memo is "" (the payment is then known only by
+ * its signature). Refuses a fee payer equal to the payer, a zero amount, and memos that are
+ * not 1..256 bytes of UTF-8 without NUL. */
 int x4_sol_exact_build(const x4_keypair *payer, const x4_sol_exact_params *p,
                        x4_sol_exact_payment *out, char *err, size_t errlen);
 void x4_sol_exact_payment_free(x4_sol_exact_payment *pay);
