@@ -35,6 +35,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1340,14 +1341,46 @@ static int literal_fits(const literal *l, const char *type) {
     return 0;
 }
 
+/* The schema's own constraints on a value: a literal that breaks them would only be refused
+ * by the service. Strings: pattern (as a POSIX extended regex; one that does not compile is not
+ * enforced), format date / date-time / email, minLength / maxLength. Numbers: minimum/maximum. */
+static int literal_meets(const literal *l, const json_t *prop) {
+    if (!json_is_object(prop)) return 1;
+    if (l->kind == L_STR && l->text) {
+        size_t n = strlen(l->text);
+        const json_t *mn = json_object_get(prop, "minLength"), *mx = json_object_get(prop, "maxLength");
+        if (json_is_integer(mn) && (json_int_t)n < json_integer_value(mn)) return 0;
+        if (json_is_integer(mx) && (json_int_t)n > json_integer_value(mx)) return 0;
+        const char *fmt = json_string_value(json_object_get(prop, "format"));
+        const char *pat = json_string_value(json_object_get(prop, "pattern"));
+        if (fmt && !strcmp(fmt, "date")) pat = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$";
+        else if (fmt && !strcmp(fmt, "date-time")) pat = "^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}";
+        else if (fmt && !strcmp(fmt, "email")) pat = "^[^@ ]+@[^@ ]+$";
+        if (pat) {
+            regex_t re;
+            if (regcomp(&re, pat, REG_EXTENDED | REG_NOSUB) == 0) {
+                int ok = regexec(&re, l->text, 0, NULL, 0) == 0;
+                regfree(&re);
+                if (!ok) return 0;
+            }
+        }
+    } else if (l->kind == L_NUM) {
+        const json_t *mn = json_object_get(prop, "minimum"), *mx = json_object_get(prop, "maximum");
+        if (json_is_number(mn) && l->num < json_number_value(mn)) return 0;
+        if (json_is_number(mx) && l->num > json_number_value(mx)) return 0;
+    }
+    return 1;
+}
+
 /* Arrays take one literal of their item type, wrapped. */
 static int literal_fits_prop(const literal *l, const json_t *prop) {
     const char *type = schema_type(prop);
     if (type && !strcmp(type, "array")) {
-        const char *it = schema_type(json_object_get(prop, "items"));
-        return literal_fits(l, it ? it : "string");
+        const json_t *items = json_object_get(prop, "items");
+        const char *it = schema_type(items);
+        return literal_fits(l, it ? it : "string") && literal_meets(l, items);
     }
-    return literal_fits(l, type);
+    return literal_fits(l, type) && literal_meets(l, prop);
 }
 
 static json_t *literal_value(const literal *l, const char *type);

@@ -301,3 +301,27 @@ X4_TEST(nestools_catalog_plans_quickly) {
     json_decref(plan);
     x4_catalog_unref(c);
 }
+
+/* A literal must satisfy the parameter's schema (pattern, format, bounds): "Solana DEX" is a
+ * proper noun of the demo task, but not a YYYY-MM-DD endDate, so it must not be offered as one
+ * (the service would answer 400 and the demo would fail). */
+X4_TEST(literals_respect_schema_constraints) {
+    x4_catalog *c = examples();
+    json_t *plan = plan_ok(c, DEMO_TASK, X4_NO_MAX_COST);
+    if (plan) {
+        size_t i;
+        json_t *st;
+        json_array_foreach(json_object_get(plan, "steps"), i, st) {
+            CHECK(json_object_get(json_object_get(st, "inputs"), "endDate") == NULL);
+        }
+        json_decref(plan);
+    }
+    json_t *dated = plan_ok(c, "Get the Solana DEX volume for 7 days ending 2026-03-01", X4_NO_MAX_COST);
+    if (dated) {
+        json_t *vol = step_of(dated, "dex_volume");
+        CHECK(vol != NULL);
+        if (vol) CHECK_EQ_STR(json_string_value(json_object_get(json_object_get(vol, "inputs"), "endDate")), "2026-03-01");
+        json_decref(dated);
+    }
+    x4_catalog_unref(c);
+}
