@@ -81,6 +81,10 @@ static int wait_int(uv_loop_t *loop, int *v, int target, unsigned ms) {
     return run_until(loop, int_ge_pred, v, ms);
 }
 
+/* Health needs both connections up (the subscriber one may still be connecting under load). */
+static int healthy_pred(void *bus) { return x4_bus_healthy(bus); }
+static int wait_healthy(uv_loop_t *loop, x4_bus *bus, unsigned ms) { return run_until(loop, healthy_pred, bus, ms); }
+
 /* ---- a private redis-server on a temporary socket ---------------------------------------- */
 
 typedef struct {
@@ -401,7 +405,7 @@ X4_TEST(bus_commands_with_replies) {
     CHECK(strncmp(bad.err, "ERR", 3) == 0);
     CHECK_EQ_INT(missing.type, REDIS_REPLY_NIL);
     CHECK_EQ_INT(missing.had_err, 0);
-    CHECK(x4_bus_healthy(bus));
+    CHECK(wait_healthy(&loop, bus, 5000));
     /* cb may be NULL: fire and forget. */
     const char *argv[3] = {"DEL", key, ctr};
     x4_bus_command(bus, 3, argv, (size_t[]){3, strlen(key), strlen(ctr)}, NULL, NULL);
