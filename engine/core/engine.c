@@ -23,6 +23,8 @@
 #include "http/api.h"
 #include "http/auth.h"
 #include "http/server.h"
+#include "pay/escrow.h"
+#include "pay/rpc.h"
 #include "plan/catalog.h"
 #include "store/pg.h"
 
@@ -94,6 +96,12 @@ int x4_engine_open(x4_engine *e, uv_loop_t *loop, const x4_engine_opts *opts, ch
     x4_random_token(6, rnd, sizeof rnd);
     snprintf(e->owner, sizeof e->owner, "%s:%d:%s", host, (int)getpid(), rnd);
 
+    /* First of all: the escrow secret goes into secure memory and out of the environment,
+     * before any child process (the private servers) could inherit it. */
+    if (x4_escrow_open(e, why, sizeof why) < 0) {
+        snprintf(err, errlen, "%s", why);
+        return -1;
+    }
     char *pg_url = NULL, *redis_url = NULL;
     int want_pg = !e->cfg.database_url, want_redis = !e->cfg.redis_url;
     if (want_pg || want_redis) {
@@ -127,6 +135,11 @@ int x4_engine_open(x4_engine *e, uv_loop_t *loop, const x4_engine_opts *opts, ch
     x4_bus_subscribe(e->bus, X4_EVENTS_CHANNEL, x4_events_on_bus, e);
     if (x4_httpc_open(&e->httpc, loop) < 0) {
         snprintf(err, errlen, "cannot initialise the HTTP client");
+        return -1;
+    }
+    e->rpc = x4_rpc_new(e->httpc, e->cfg.solana_rpc_url, "confirmed", 30000);
+    if (!e->rpc) {
+        snprintf(err, errlen, "SOLANA_RPC_URL: cannot initialise the RPC client");
         return -1;
     }
     e->catalog = x4_catalog_new();
@@ -185,6 +198,8 @@ static void stop_clients(x4_engine *e) {
     e->bus = NULL;
     if (e->pg) x4_pg_close(e->pg);
     e->pg = NULL;
+    if (e->rpc) x4_rpc_free(e->rpc);
+    e->rpc = NULL;
     if (e->httpc) x4_httpc_close(e->httpc);
     e->httpc = NULL;
     if (e->sig_int.loop && !uv_is_closing((uv_handle_t *)&e->sig_int)) {
@@ -252,6 +267,7 @@ int x4_engine_run(x4_engine *e) {
     if (!e->stopping) x4_engine_stop(e, e->exit_code);
     uv_run(e->loop, UV_RUN_DEFAULT);
     x4_auth_close(e);
+    x4_escrow_close(e);
     x4_sched_free(e);
     x4_streams_free(e);
     if (e->catalog) x4_catalog_unref(e->catalog);

@@ -26,6 +26,8 @@ struct x4_embedded;
 struct x4_sched;
 struct x4_streams;
 struct x4_auth;
+struct x4_escrow;
+struct x4_rpc;
 
 #define X4_EVENTS_CHANNEL "x402r:events"
 #define X4_MAX_BODY (1u << 20)
@@ -64,6 +66,8 @@ typedef struct x4_engine {
     struct x4_sched *sched;
     struct x4_streams *streams;
     struct x4_auth *auth;
+    struct x4_escrow *escrow;     /* the escrow wallet (pay/escrow.h) */
+    struct x4_rpc *rpc;           /* Solana JSON-RPC (pay/rpc.h) */
     x4_stats stats;
     uv_signal_t sig_int, sig_term;
     uv_timer_t lease_timer, expiry_timer;

@@ -194,9 +194,13 @@ static void lease_tick(uv_timer_t *t) {
                 on_lease_cycle, c);
 }
 
+void x4_escrow_reconcile(x4_engine *e);
+
 static void expiry_tick(uv_timer_t *t) {
     x4_engine *e = t->data;
+    static unsigned ticks;
     if (e->stopping) return;
+    if (++ticks % 30 == 0) x4_escrow_reconcile(e); /* unsettled withdrawals, about twice a minute */
     wf_ctx *c = ctx_new(e, "expiry");
     if (!c) return;
     x4_pg_query(e->pg, "SELECT " X4_EV_COLS " FROM x4_wf_expire_due(200) e", 0, NULL, on_published, c);

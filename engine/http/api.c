@@ -10,6 +10,7 @@
  * functions of sql/001_init.sql, whose event rows are published after they commit. */
 #define _GNU_SOURCE 1
 #include "http/api.h"
+#include "http/api_internal.h"
 
 #include <ctype.h>
 #include <libpq-fe.h>
@@ -28,37 +29,16 @@
 #include "plan/plan.h"
 #include "store/pg.h"
 
-#define X4_API_MAX_INPUT 10000
-#define ID_MAX 95
 
-enum route {
-    R_NONE,
-    R_HEALTH,
-    R_METRICS,
-    R_CREATE,
-    R_GET,
-    R_APPROVE,
-    R_CANCEL,
-    R_STREAM,
-    R_LIST,
-    R_SERVICES
-};
 
-typedef struct {
-    x4_engine *e;
-    x4_req *req;
-    enum route route;
-    char id[ID_MAX + 1];   /* workflow id or user id from the path */
-    x4_principal who;
-    int has_plan;
-    char created_at[40];
-} api_ctx;
+
+
 
 /* ---- answers ---- */
 
 static x4_stats *g_stats; /* this process's counters (one engine per process) */
 
-static void respond_error(x4_req *r, int status, const char *msg, json_t *details) {
+void x4_api_error(x4_req *r, int status, const char *msg, json_t *details) {
     if (g_stats) {
         if (status >= 500) g_stats->http_5xx++;
         else g_stats->http_4xx++;
@@ -68,26 +48,26 @@ static void respond_error(x4_req *r, int status, const char *msg, json_t *detail
     x4_req_respond_json(r, status, j);
 }
 
-static void respond_raw_workflow(x4_req *r, int status, const char *prefix, const char *json_text, const char *suffix) {
+void x4_api_raw(x4_req *r, int status, const char *prefix, const char *json_text, const char *suffix) {
     x4_buf b = {0};
     if (x4_buf_puts(&b, prefix) < 0 || x4_buf_puts(&b, json_text) < 0 || x4_buf_puts(&b, suffix) < 0) {
         x4_buf_free(&b);
-        respond_error(r, 500, "out of memory", NULL);
+        x4_api_error(r, 500, "out of memory", NULL);
         return;
     }
     x4_req_respond(r, status, "application/json", b.data, b.len);
     x4_buf_free(&b);
 }
 
-static void db_error(api_ctx *c, const char *err) {
+void x4_api_db_error(api_ctx *c, const char *err) {
     x4_warn("api", "database error: %s", err);
-    respond_error(c->req, 503, "storage unavailable, try again", NULL);
+    x4_api_error(c->req, 503, "storage unavailable, try again", NULL);
 }
 
-static api_ctx *ctx_new(x4_engine *e, x4_req *req) {
+api_ctx *x4_api_ctx_new(x4_engine *e, x4_req *req) {
     api_ctx *c = calloc(1, sizeof *c);
     if (!c) {
-        respond_error(req, 500, "out of memory", NULL);
+        x4_api_error(req, 500, "out of memory", NULL);
         return NULL;
     }
     c->e = e;
@@ -95,13 +75,13 @@ static api_ctx *ctx_new(x4_engine *e, x4_req *req) {
     return c;
 }
 
-static void detail(json_t *details, const char *field, const char *problem) {
+void x4_api_detail(json_t *details, const char *field, const char *problem) {
     json_array_append_new(details, json_pack("{s:s, s:s}", "field", field, "problem", problem));
 }
 
 /* ---- routing ---- */
 
-static int valid_id(const char *s, size_t n) {
+int x4_api_valid_id(const char *s, size_t n) {
     if (n == 0 || n > ID_MAX) return 0;
     for (size_t i = 0; i < n; i++)
         if (!(isalnum((unsigned char)s[i]) || s[i] == '_' || s[i] == '-' || s[i] == '.' || s[i] == '@')) return 0;
@@ -144,7 +124,7 @@ static enum route match(const x4_req *r, char id[ID_MAX + 1], const char **want)
             *want = "POST";
             return R_CREATE;
         }
-        if (!valid_id(seg[1], len[1])) return R_NONE;
+        if (!x4_api_valid_id(seg[1], len[1])) return R_NONE;
         memcpy(id, seg[1], len[1]);
         id[len[1]] = 0;
         if (k == 2) return R_GET;
@@ -159,7 +139,24 @@ static enum route match(const x4_req *r, char id[ID_MAX + 1], const char **want)
         if (k == 3 && seg_is(seg[2], len[2], "stream")) return R_STREAM;
         return R_NONE;
     }
-    if (k == 3 && seg_is(seg[0], len[0], "users") && seg_is(seg[2], len[2], "workflows") && valid_id(seg[1], len[1])) {
+    if (k >= 2 && seg_is(seg[0], len[0], "escrow")) {
+        if (k == 2 && seg_is(seg[1], len[1], "address")) return R_ESCROW_ADDRESS;
+        if (k != 3 || !x4_api_valid_id(seg[1], len[1])) return R_NONE;
+        memcpy(id, seg[1], len[1]);
+        id[len[1]] = 0;
+        static const struct { const char *name, *method; enum route r; } sub[] = {
+            {"balance", "GET", R_ESCROW_BALANCE},   {"create", "POST", R_ESCROW_CREATE},
+            {"deposit", "POST", R_ESCROW_DEPOSIT},  {"history", "GET", R_ESCROW_HISTORY},
+            {"withdraw", "POST", R_ESCROW_WITHDRAW},
+        };
+        for (size_t i = 0; i < sizeof sub / sizeof *sub; i++)
+            if (seg_is(seg[2], len[2], sub[i].name)) {
+                *want = sub[i].method;
+                return sub[i].r;
+            }
+        return R_NONE;
+    }
+    if (k == 3 && seg_is(seg[0], len[0], "users") && seg_is(seg[2], len[2], "workflows") && x4_api_valid_id(seg[1], len[1])) {
         memcpy(id, seg[1], len[1]);
         id[len[1]] = 0;
         return R_LIST;
@@ -239,7 +236,7 @@ static void health_answer(api_ctx *c) {
                   (unsigned long long)e->stats.step_retries, (unsigned long long)e->stats.events_published,
                   (unsigned long long)e->stats.events_remote, x4_streams_count(e),
                   (unsigned long long)e->stats.ws_dropped_slow, x4_pg_pending(e->pg));
-    if (!b.data) respond_error(c->req, 500, "out of memory", NULL);
+    if (!b.data) x4_api_error(c->req, 500, "out of memory", NULL);
     else x4_req_respond(c->req, 200, "text/plain; version=0.0.4", b.data, b.len);
     x4_buf_free(&b);
 }
@@ -287,7 +284,7 @@ static void handle_health(api_ctx *c) {
 static void on_created(PGresult *res, const char *err, void *ud) {
     api_ctx *c = ud;
     if (err) {
-        db_error(c, err);
+        x4_api_db_error(c, err);
         goto out;
     }
     x4_events_publish_rows(c->e, res);
@@ -347,18 +344,18 @@ static void handle_create(api_ctx *c) {
     x4_plan *plan = NULL;
     char *plan_text = NULL;
     if (!r->body || r->body_len == 0) {
-        respond_error(r, 400, "request body required", NULL);
+        x4_api_error(r, 400, "request body required", NULL);
         goto out_free;
     }
     body = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &jerr);
     if (!body) {
         char msg[300];
         snprintf(msg, sizeof msg, "malformed JSON at line %d, column %d: %s", jerr.line, jerr.column, jerr.text);
-        respond_error(r, 400, msg, NULL);
+        x4_api_error(r, 400, msg, NULL);
         goto out_free;
     }
     if (!json_is_object(body)) {
-        detail(details, "", "expected a JSON object");
+        x4_api_detail(details, "", "expected a JSON object");
         goto invalid;
     }
     const char *k;
@@ -366,23 +363,23 @@ static void handle_create(api_ctx *c) {
     json_object_foreach(body, k, v) {
         if (strcmp(k, "userId") && strcmp(k, "input") && strcmp(k, "maxCost") && strcmp(k, "maxTime") &&
             strcmp(k, "plan"))
-            detail(details, k, "unknown field");
+            x4_api_detail(details, k, "unknown field");
     }
     json_t *user = json_object_get(body, "userId");
     if (user && (!json_is_string(user) || strcmp(json_string_value(user), c->who.user) != 0))
-        detail(details, "userId", json_is_string(user) ? "must be the caller's own user id" : "expected a string");
+        x4_api_detail(details, "userId", json_is_string(user) ? "must be the caller's own user id" : "expected a string");
     json_t *input = json_object_get(body, "input");
     const char *input_s = NULL;
-    if (!input) detail(details, "input", "required");
-    else if (!json_is_string(input)) detail(details, "input", "expected a string");
+    if (!input) x4_api_detail(details, "input", "required");
+    else if (!json_is_string(input)) x4_api_detail(details, "input", "expected a string");
     else {
         input_s = json_string_value(input);
         size_t n = json_string_length(input);
         size_t blank = 0;
         while (blank < n && isspace((unsigned char)input_s[blank])) blank++;
-        if (blank == n) detail(details, "input", "must not be empty");
-        else if (n > X4_API_MAX_INPUT) detail(details, "input", "longer than 10000 bytes (UTF-8)");
-        else if (memchr(input_s, 0, n)) detail(details, "input", "contains a NUL character");
+        if (blank == n) x4_api_detail(details, "input", "must not be empty");
+        else if (n > X4_API_MAX_INPUT) x4_api_detail(details, "input", "longer than 10000 bytes (UTF-8)");
+        else if (memchr(input_s, 0, n)) x4_api_detail(details, "input", "contains a NUL character");
     }
     uint64_t max_cost = X4_NO_MAX_COST;
     json_t *mc = json_object_get(body, "maxCost");
@@ -391,19 +388,19 @@ static void handle_create(api_ctx *c) {
         if (parse_amount(mc, &max_cost, &why) < 0) {
             char p[120];
             snprintf(p, sizeof p, "%s (a USDC amount with at most 6 decimals)", why ? why : "invalid");
-            detail(details, "maxCost", p);
+            x4_api_detail(details, "maxCost", p);
         }
     }
     long long max_time = -1;
     json_t *mt = json_object_get(body, "maxTime");
     if (mt && !json_is_null(mt)) {
         if (!json_is_integer(mt) || json_integer_value(mt) < 1000 || json_integer_value(mt) > 86400000)
-            detail(details, "maxTime", "expected an integer number of milliseconds from 1000 to 86400000");
+            x4_api_detail(details, "maxTime", "expected an integer number of milliseconds from 1000 to 86400000");
         else max_time = json_integer_value(mt);
     }
     json_t *pj = json_object_get(body, "plan");
     if (pj && !json_is_null(pj) && json_array_size(details) == 0) {
-        if (!json_is_object(pj)) detail(details, "plan", "expected an object {steps:[...]}");
+        if (!json_is_object(pj)) x4_api_detail(details, "plan", "expected an object {steps:[...]}");
         else if (x4_plan_parse(pj, e->catalog, max_cost, &plan, &errors) < 0) {
             size_t i;
             json_t *er;
@@ -412,11 +409,11 @@ static void handle_create(api_ctx *c) {
                 char field[300];
                 if (strcmp(f, "maxCost") == 0) snprintf(field, sizeof field, "maxCost");
                 else snprintf(field, sizeof field, "plan%s%s", f[0] && f[0] != '[' ? "." : "", f);
-                detail(details, field, json_string_value(json_object_get(er, "problem")) ?: "invalid");
+                x4_api_detail(details, field, json_string_value(json_object_get(er, "problem")) ?: "invalid");
             }
         }
     }
-    if (plan && plan->estimate > (uint64_t)INT64_MAX) detail(details, "plan", "estimated cost too large");
+    if (plan && plan->estimate > (uint64_t)INT64_MAX) x4_api_detail(details, "plan", "estimated cost too large");
     if (json_array_size(details) > 0) goto invalid;
     c->has_plan = plan != NULL;
     x4_make_id("wf", c->id, sizeof c->id);
@@ -429,7 +426,7 @@ static void handle_create(api_ctx *c) {
         norm = x4_plan_to_json(plan);
         plan_text = norm ? json_dumps(norm, JSON_COMPACT) : NULL;
         if (!plan_text) {
-            respond_error(r, 500, "out of memory", NULL);
+            x4_api_error(r, 500, "out of memory", NULL);
             goto out_free;
         }
         snprintf(est, sizeof est, "%llu", (unsigned long long)plan->estimate);
@@ -443,7 +440,7 @@ static void handle_create(api_ctx *c) {
     c = NULL;
     goto out_free;
 invalid:
-    respond_error(r, 400, "invalid request body", details);
+    x4_api_error(r, 400, "invalid request body", details);
     details = NULL;
 out_free:
     free(c);
@@ -459,9 +456,9 @@ out_free:
 
 static void on_get(PGresult *res, const char *err, void *ud) {
     api_ctx *c = ud;
-    if (err) db_error(c, err);
-    else if (PQntuples(res) != 1) respond_error(c->req, 404, "workflow not found", NULL);
-    else respond_raw_workflow(c->req, 200, "{\"success\":true,\"workflow\":", x4_pg_val(res, 0, "j"), "}");
+    if (err) x4_api_db_error(c, err);
+    else if (PQntuples(res) != 1) x4_api_error(c->req, 404, "workflow not found", NULL);
+    else x4_api_raw(c->req, 200, "{\"success\":true,\"workflow\":", x4_pg_val(res, 0, "j"), "}");
     free(c);
 }
 
@@ -485,7 +482,7 @@ static void handle_get(api_ctx *c) {
 static void on_list(PGresult *res, const char *err, void *ud) {
     api_ctx *c = ud;
     if (err) {
-        db_error(c, err);
+        x4_api_db_error(c, err);
         free(c);
         return;
     }
@@ -508,7 +505,7 @@ static void on_list(PGresult *res, const char *err, void *ud) {
         rc |= x4_buf_puts(&b, "null");
     }
     rc |= x4_buf_puts(&b, "}");
-    if (rc) respond_error(c->req, 500, "out of memory", NULL);
+    if (rc) x4_api_error(c->req, 500, "out of memory", NULL);
     else x4_req_respond(c->req, 200, "application/json", b.data, b.len);
     x4_buf_free(&b);
     free(c);
@@ -517,7 +514,7 @@ static void on_list(PGresult *res, const char *err, void *ud) {
 static void handle_list(api_ctx *c) {
     x4_req *r = c->req;
     if (strcmp(c->id, c->who.user) != 0 && !c->who.admin) {
-        respond_error(r, 404, "user not found", NULL);
+        x4_api_error(r, 404, "user not found", NULL);
         free(c);
         return;
     }
@@ -526,11 +523,11 @@ static void handle_list(api_ctx *c) {
     int q = r->query ? x4_query_get(r->query, r->query_len, "limit", lim, sizeof lim) : 0;
     char *end;
     long limit = strtol(lim, &end, 10);
-    if (q < 0 || *end || limit < 1 || limit > 200) detail(details, "limit", "expected an integer from 1 to 200");
+    if (q < 0 || *end || limit < 1 || limit > 200) x4_api_detail(details, "limit", "expected an integer from 1 to 200");
     q = r->query ? x4_query_get(r->query, r->query_len, "cursor", cursor, sizeof cursor) : 0;
-    if (q < 0 || (q == 1 && !valid_id(cursor, strlen(cursor)))) detail(details, "cursor", "not a cursor from this API");
+    if (q < 0 || (q == 1 && !x4_api_valid_id(cursor, strlen(cursor)))) x4_api_detail(details, "cursor", "not a cursor from this API");
     if (json_array_size(details)) {
-        respond_error(r, 400, "invalid query", details);
+        x4_api_error(r, 400, "invalid query", details);
         free(c);
         return;
     }
@@ -560,8 +557,8 @@ static void handle_services(api_ctx *c) {
     long limit = strtol(lim, NULL, 10), offset = strtol(off, NULL, 10);
     if (limit < 1 || limit > 500 || offset < 0) {
         json_t *d = json_array();
-        detail(d, limit < 1 || limit > 500 ? "limit" : "offset", "out of range (limit 1..500, offset >= 0)");
-        respond_error(r, 400, "invalid query", d);
+        x4_api_detail(d, limit < 1 || limit > 500 ? "limit" : "offset", "out of range (limit 1..500, offset >= 0)");
+        x4_api_error(r, 400, "invalid query", d);
         free(c);
         return;
     }
@@ -587,8 +584,8 @@ static void handle_services(api_ctx *c) {
 
 static void on_status_for_conflict(PGresult *res, const char *err, void *ud) {
     api_ctx *c = ud;
-    if (err) db_error(c, err);
-    else if (PQntuples(res) != 1) respond_error(c->req, 404, "workflow not found", NULL);
+    if (err) x4_api_db_error(c, err);
+    else if (PQntuples(res) != 1) x4_api_error(c->req, 404, "workflow not found", NULL);
     else {
         const char *st = x4_pg_val(res, 0, "status");
         const char *exp = x4_pg_val(res, 0, "expired");
@@ -615,12 +612,12 @@ static void on_approved(PGresult *res, const char *err, void *ud) {
     api_ctx *c = ud;
     if (err && (!strncmp(err, "X4001: ", 7) || !strncmp(err, "X4002: ", 7))) {
         /* Not enough money (or over the daily cap): nothing changed; the message is the seed's. */
-        respond_error(c->req, 402, err + 7, NULL);
+        x4_api_error(c->req, 402, err + 7, NULL);
         free(c);
         return;
     }
     if (err) {
-        db_error(c, err);
+        x4_api_db_error(c, err);
         free(c);
         return;
     }
@@ -650,7 +647,7 @@ static void handle_approve(api_ctx *c) {
 static void on_cancelled(PGresult *res, const char *err, void *ud) {
     api_ctx *c = ud;
     if (err) {
-        db_error(c, err);
+        x4_api_db_error(c, err);
         free(c);
         return;
     }
@@ -674,8 +671,8 @@ static void handle_cancel(api_ctx *c) {
 
 static void on_stream_owner(PGresult *res, const char *err, void *ud) {
     api_ctx *c = ud;
-    if (err) db_error(c, err);
-    else if (PQntuples(res) != 1) respond_error(c->req, 404, "workflow not found", NULL);
+    if (err) x4_api_db_error(c, err);
+    else if (PQntuples(res) != 1) x4_api_error(c->req, 404, "workflow not found", NULL);
     else x4_streams_attach(c->e, c->req, c->id, atoll(c->created_at));
     free(c);
 }
@@ -688,13 +685,13 @@ static void handle_stream(api_ctx *c) {
     long long s = strtoll(since, &end, 10);
     if (q < 0 || *end || s < 0) {
         json_t *d = json_array();
-        detail(d, "since", "expected a non-negative integer event seq");
-        respond_error(r, 400, "invalid query", d);
+        x4_api_detail(d, "since", "expected a non-negative integer event seq");
+        x4_api_error(r, 400, "invalid query", d);
         free(c);
         return;
     }
     if (!x4_req_is_websocket(r)) {
-        respond_error(r, 400, "this endpoint is a WebSocket: send an Upgrade: websocket handshake", NULL);
+        x4_api_error(r, 400, "this endpoint is a WebSocket: send an Upgrade: websocket handshake", NULL);
         free(c);
         return;
     }
@@ -708,7 +705,7 @@ static void handle_stream(api_ctx *c) {
 
 static void dispatch(api_ctx *c) {
     if (c->e->stopping || !c->e->pg) {
-        respond_error(c->req, 503, "shutting down", NULL);
+        x4_api_error(c->req, 503, "shutting down", NULL);
         free(c);
         return;
     }
@@ -720,7 +717,13 @@ static void dispatch(api_ctx *c) {
     case R_STREAM: handle_stream(c); break;
     case R_LIST: handle_list(c); break;
     case R_SERVICES: handle_services(c); break;
-    default: respond_error(c->req, 404, "not found", NULL); free(c); break;
+    case R_ESCROW_ADDRESS:
+    case R_ESCROW_BALANCE:
+    case R_ESCROW_CREATE:
+    case R_ESCROW_DEPOSIT:
+    case R_ESCROW_HISTORY:
+    case R_ESCROW_WITHDRAW: x4_escrow_api_dispatch(c); break;
+    default: x4_api_error(c->req, 404, "not found", NULL); free(c); break;
     }
 }
 
@@ -742,7 +745,7 @@ static void on_rate(redisReply *reply, const char *err, void *ud) {
             snprintf(msg, sizeof msg, "rate limit exceeded: %d requests per minute", e->cfg.rate_limit_per_min);
             snprintf(retry, sizeof retry, "%llu", (unsigned long long)(60 - (x4_now_ms() / 1000) % 60));
             x4_req_add_header(c->req, "Retry-After", retry);
-            respond_error(c->req, 429, msg, NULL);
+            x4_api_error(c->req, 429, msg, NULL);
             free(c);
             return;
         }
@@ -766,13 +769,13 @@ static void rate_limit(api_ctx *c) {
 static void on_auth(const x4_principal *p, const char *err, void *ud) {
     api_ctx *c = ud;
     if (err) {
-        db_error(c, err);
+        x4_api_db_error(c, err);
         free(c);
         return;
     }
     if (!p) {
         x4_req_add_header(c->req, "WWW-Authenticate", "Bearer");
-        respond_error(c->req, 401, "missing or invalid API key", NULL);
+        x4_api_error(c->req, 401, "missing or invalid API key", NULL);
         free(c);
         return;
     }
@@ -785,22 +788,22 @@ void x4_api_handle(x4_req *req, void *ud) {
     e->stats.http_requests++;
     g_stats = &e->stats;
     if (e->stopping || !e->pg) {
-        respond_error(req, 503, "shutting down", NULL);
+        x4_api_error(req, 503, "shutting down", NULL);
         return;
     }
     char id[ID_MAX + 1];
     const char *want;
     enum route rt = match(req, id, &want);
     if (rt == R_NONE) {
-        respond_error(req, 404, "not found", NULL);
+        x4_api_error(req, 404, "not found", NULL);
         return;
     }
     if (!x4_req_method_is(req, want)) {
         x4_req_add_header(req, "Allow", want);
-        respond_error(req, 405, "method not allowed", NULL);
+        x4_api_error(req, 405, "method not allowed", NULL);
         return;
     }
-    api_ctx *c = ctx_new(e, req);
+    api_ctx *c = x4_api_ctx_new(e, req);
     if (!c) return;
     c->route = rt;
     memcpy(c->id, id, sizeof id);
