@@ -39,6 +39,7 @@ typedef struct {
     x4_principal who;
     int has_plan;
     char created_at[40];
+    char arg[100];         /* a route's own value carried to its callback (e.g. the requested wallet) */
 } api_ctx;
 
 void x4_api_error(x4_req *r, int status, const char *msg, json_t *details);

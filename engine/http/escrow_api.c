@@ -108,7 +108,7 @@ static void on_created(PGresult *res, const char *err, void *ud) {
     else if (PQntuples(res) != 1) x4_api_error(c->req, 500, "escrow account not created", NULL);
     else {
         const char *created = x4_pg_val(res, 0, "created"), *wallet = x4_pg_val(res, 0, "wallet");
-        const char *asked = c->created_at + 1; /* the requested wallet travels here */
+        const char *asked = c->arg; /* the requested wallet */
         if (created && created[0] == 'f' && wallet && strcmp(wallet, asked) != 0) {
             x4_api_error(c->req, 409, "an escrow account with a different wallet already exists", NULL);
         } else {
@@ -131,7 +131,7 @@ static void handle_create(api_ctx *c) {
     }
     const char *w = json_string_value(json_object_get(b, "userWallet"));
     x4_sol_pubkey pk;
-    if (!w || x4_sol_pubkey_from_b58(w, &pk) < 0 || strlen(w) >= sizeof c->created_at - 1) {
+    if (!w || x4_sol_pubkey_from_b58(w, &pk) < 0 || strlen(w) >= sizeof c->arg) {
         json_t *d = json_array();
         x4_api_detail(d, "userWallet", w ? "not a base58 Solana public key" : "required (a base58 Solana public key)");
         x4_api_error(c->req, 400, "invalid request body", d);
@@ -139,8 +139,7 @@ static void handle_create(api_ctx *c) {
         free(c);
         return;
     }
-    c->created_at[0] = ' ';
-    snprintf(c->created_at + 1, sizeof c->created_at - 1, "%s", w);
+    snprintf(c->arg, sizeof c->arg, "%s", w);
     const char *params[] = {c->who.user, c->e->cfg.escrow_asset, w};
     x4_pg_query(c->e->pg, "SELECT created, wallet, available, held FROM x4_escrow_create($1, $2, $3)", 3, params,
                 on_created, c);

@@ -7,7 +7,8 @@
  * the amount the chain shows; a client `amount` that disagrees is a 400.
  *
  * Withdrawal: debited first (one transaction), then TransferChecked from the escrow's token
- * account to the registered wallet's (created idempotently if missing), fee paid by the escrow.
+ * account to the registered wallet's (created idempotently if missing) with a memo naming the
+ * withdrawal, fee paid by the escrow.
  * Its signature and blockhash are stored before sending. A refused send (preflight) proves it
  * never landed: re-credit. A send whose outcome is unknown stays `sent`; the reconciler
  * (x4_escrow_reconcile) confirms it, or re-credits it once its blockhash has expired and the
@@ -341,7 +342,7 @@ static void on_wd_blockhash(const x4_rpc_blockhash *bh, void *ud) {
         snprintf(why, sizeof why, "the registered wallet is not a valid address");
         goto refund;
     }
-    x4_sol_ix ix[2];
+    x4_sol_ix ix[3];
     memset(ix, 0, sizeof ix);
     /* Associated Token Account program, CreateIdempotent (instruction 1): payer, ata, owner,
      * mint, system program, token program. */
@@ -353,9 +354,14 @@ static void on_wd_blockhash(const x4_rpc_blockhash *bh, void *ud) {
     ix[0].naccounts = 6;
     ix[0].data[0] = 1;
     ix[0].data_len = 1;
+    /* The memo names the withdrawal: it makes two equal withdrawals under one blockhash two
+     * different transactions, and ties the chain record to ours. */
+    char memo[48];
+    int mlen = snprintf(memo, sizeof memo, "x402r withdrawal %lld", w->id);
     if (x4_sol_ix_transfer_checked(&ix[1], &x->token_program, &x->token_account, &x->mint, &to_ata, &x->pubkey,
                                    w->amount, X4_USDC_DECIMALS) < 0 ||
-        x4_sol_tx_compile(0, &x->pubkey, ix, 2, bh->blockhash_bytes, &tx, why, sizeof why) < 0 ||
+        x4_sol_ix_memo(&ix[2], (const uint8_t *)memo, (size_t)mlen, NULL, 0) < 0 ||
+        x4_sol_tx_compile(0, &x->pubkey, ix, 3, bh->blockhash_bytes, &tx, why, sizeof why) < 0 ||
         x4_sol_tx_sign_partial(tx, x->kp, why, sizeof why) < 0 || x4_sol_tx_to_base64(tx, &w->tx64) < 0)
         goto refund;
     int si = x4_sol_tx_signer_index(tx, &x->pubkey);

@@ -111,9 +111,10 @@ test('approval holds the estimate, or answers the exact refusal; the end release
   const { id } = await ready(c, { input: 'premium', plan });
   const answers = await Promise.all(Array.from({ length: 20 }, () => c.post(`/workflows/${id}/approve`)));
   assert.equal(answers.filter((a) => a.status === 200).length, 1);
-  const held = (await c.get('/escrow/alice/balance')).json.balance;
-  assert.equal(held.held.atomic, '1000000');
-  assert.equal(held.available.atomic, '4000000');
+  // the workflow may already have ended (its call is fast): the ledger shows the one hold
+  const holds = (await c.get('/escrow/alice/history')).json.history.filter((h) => h.kind === 'hold' && h.workflowId === id);
+  assert.equal(holds.length, 1, 'held once');
+  assert.equal(holds[0].amount.atomic, '1000000');
   // the service is free to call here (it is not a paid x402 service in the test catalog), so
   // nothing is charged and the whole hold comes back when the workflow ends
   const { waitStatus } = await import('../lib/harness.mjs');
@@ -126,8 +127,6 @@ test('approval holds the estimate, or answers the exact refusal; the end release
 });
 
 test('withdrawals go to the registered wallet, and concurrent ones cannot overdraw', async () => {
-  const before = await market.tokenBalance(market.info.wallets.user1.tokenAccount ??
-    (await (async () => { const t = await import('../lib/chain.mjs'); return undefined; })()));
   const w = await c.post('/escrow/alice/withdraw', { amount: '1.5' });
   assert.equal(w.status, 200, w.text);
   assert.equal(w.json.status, 'confirmed');
@@ -145,5 +144,4 @@ test('withdrawals go to the registered wallet, and concurrent ones cannot overdr
   assert.equal(over.status, 402);
   const hist = (await c.get('/escrow/alice/history?limit=3')).json.history;
   assert.ok(hist.every((h) => h.kind === 'withdrawal' && h.signature), 'withdrawals carry their signature');
-  void before;
 });
