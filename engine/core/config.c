@@ -119,6 +119,8 @@ int x4_config_load(x4_config *c, char *err, size_t errlen) {
         }
         c->escrow_keypair = strdup(kp);
     }
+    if (env_int("RECONCILE_AFTER_MS", 20000, 0, 3600000, &n, err, errlen) < 0) goto err;
+    c->reconcile_after_ms = n;
     if (env_int("HOLD_ALLOWANCE_PCT", 0, 0, 1000, &n, err, errlen) < 0) goto err;
     c->hold_allowance_pct = (int)n;
     {

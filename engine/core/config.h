@@ -25,6 +25,7 @@ typedef struct {
     int hold_allowance_pct;     /* HOLD_ALLOWANCE_PCT: extra hold over the estimate for retries, default 0 */
     uint64_t daily_cap;         /* DAILY_SPEND_CAP: USDC per user per day (charged + held); 0 = none */
     uint64_t max_payment;       /* MAX_PAYMENT_PER_TX: USDC, default 10 */
+    int64_t reconcile_after_ms; /* RECONCILE_AFTER_MS: an unresolved payment/withdrawal is looked up on chain after this, default 20000 */
     char *catalog_file;         /* CATALOG_FILE, optional */
     char *policy_dir;           /* POLICY_DIR, default policies/ */
     char *plugin_dir;           /* PLUGIN_DIR, default plugins/ */

@@ -17,6 +17,7 @@
 #include "core/util.h"
 #include "exec/adapter.h"
 #include "exec/httpc.h"
+#include "pay/paystep.h"
 #include "plan/catalog.h"
 #include "plan/plan.h"
 #include "store/pg.h"
@@ -55,6 +56,9 @@ typedef struct {
     int64_t retry_delay;
     int holds_slot;
     int skip_after_write;  /* skipped while its "retrying" write was in flight: skip once it lands */
+    x4_paystep *pay;       /* a payment committed for the request in flight (pay/paystep.h) */
+    json_t *inputs;        /* the bound inputs of the current attempt */
+    int paying;            /* a payment is being prepared */
 } step_rt;
 
 struct x4_run {
@@ -134,6 +138,7 @@ static void run_free(x4_run *r) {
     if (r->st)
         for (size_t i = 0; i < r->plan->nsteps; i++) {
             json_decref(r->st[i].output);
+            json_decref(r->st[i].inputs);
             free(r->st[i].dependents);
         }
     free(r->st);
@@ -209,6 +214,10 @@ static void run_kill(x4_run *r, const char *why) {
         step_rt *s = &r->st[i];
         slot_release(r, i);
         timer_drop(&s->timer);
+        if (s->pay) { /* its row stays `signed`: the reconciler settles the money */
+            x4_paystep_drop(s->pay);
+            s->pay = NULL;
+        }
         if (s->call) {
             x4_httpc_call *c = s->call;
             s->call = NULL;
@@ -288,6 +297,37 @@ static void ctx_done(step_ctx *c) {
 
 static void on_http(const x4_httpc_resp *resp, void *ud);
 
+/* Sends the step's request (with the payment header when s->pay is set). */
+static int send_request(x4_run *r, size_t i, const json_t *inputs, char *why, size_t whylen) {
+    x4_engine *e = r->e;
+    step_rt *s = &r->st[i];
+    x4_plan_step *ps = &r->plan->steps[i];
+    const x4_service *svc = e->catalog ? x4_catalog_get(e->catalog, ps->service) : NULL;
+    if (!svc) {
+        snprintf(why, whylen, "service %s is not in the catalog", ps->service);
+        return -1;
+    }
+    x4_adapter_call call;
+    if (x4_adapter_http_build(&call, svc, inputs, r->id, ps->id, s->attempts, (long)e->cfg.connect_timeout_ms,
+                              (long)e->cfg.step_timeout_ms, (size_t)e->cfg.max_response_bytes, why, whylen) < 0)
+        return -1;
+    if (s->pay && call.req.nheaders < X4_ADAPTER_MAX_HEADERS) {
+        call.headers[call.req.nheaders++] =
+            (x4_httpc_header){x4_paystep_header_name(s->pay), x4_paystep_header_value(s->pay)};
+    }
+    s->state = ST_RUNNING;
+    s->t0_us = x4_mono_us();
+    step_ctx *hc = ctx_new(r, i);
+    if (!hc) {
+        x4_adapter_call_free(&call);
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
+    s->call = x4_httpc_request(e->httpc, &call.req, on_http, hc);
+    x4_adapter_call_free(&call);
+    return 0;
+}
+
 static void on_started(PGresult *res, const char *err, void *ud) {
     step_ctx *c = ud;
     x4_run *r = c->run;
@@ -295,7 +335,6 @@ static void on_started(PGresult *res, const char *err, void *ud) {
     if (write_landed(c, res, err) < 0) goto out;
     x4_engine *e = r->e;
     step_rt *s = &r->st[i];
-    x4_plan_step *ps = &r->plan->steps[i];
     if (r->failed || e->stopping) {
         /* The workflow failed (or hit maxTime) while "running" was being stored: never call,
          * and never pay, a service for a workflow that is already over. */
@@ -316,32 +355,14 @@ static void on_started(PGresult *res, const char *err, void *ud) {
         step_fail(r, i, why);
         goto out;
     }
-    const x4_service *svc = e->catalog ? x4_catalog_get(e->catalog, ps->service) : NULL;
-    if (!svc) {
-        json_decref(inputs);
-        snprintf(why, sizeof why, "service %s is not in the catalog", ps->service);
-        step_fail(r, i, why);
-        goto out;
-    }
-    x4_adapter_call call;
-    int brc = x4_adapter_http_build(&call, svc, inputs, r->id, ps->id, s->attempts, (long)e->cfg.connect_timeout_ms,
-                                    (long)e->cfg.step_timeout_ms, (size_t)e->cfg.max_response_bytes, why, sizeof why);
-    json_decref(inputs);
-    if (brc < 0) {
-        step_fail(r, i, why);
-        goto out;
-    }
-    s->state = ST_RUNNING;
-    s->t0_us = x4_mono_us();
     e->stats.steps_started++;
-    step_ctx *hc = ctx_new(r, i);
-    if (!hc) {
-        x4_adapter_call_free(&call);
-        step_fail(r, i, "out of memory");
+    json_decref(s->inputs);
+    s->inputs = inputs; /* kept for a paid resend */
+    char berr[512];
+    if (send_request(r, i, inputs, berr, sizeof berr) < 0) {
+        step_fail(r, i, berr);
         goto out;
     }
-    s->call = x4_httpc_request(e->httpc, &call.req, on_http, hc);
-    x4_adapter_call_free(&call);
 out:
     ctx_done(c);
 }
@@ -478,6 +499,32 @@ static void step_retry(x4_run *r, size_t i, const char *why, int64_t retry_after
     wake_starved(r->e);
 }
 
+/* The payment for a 402 is committed (or refused): send the request again with its header. */
+static void on_pay_ready(x4_paystep *ps, const char *why, void *ud) {
+    step_ctx *c = ud;
+    x4_run *r = c->run;
+    size_t i = c->idx;
+    if (r->dead) {
+        if (ps) x4_paystep_drop(ps);
+        goto out;
+    }
+    step_rt *s = &r->st[i];
+    s->paying = 0;
+    if (!ps) {
+        step_fail(r, i, why);
+        goto out;
+    }
+    s->pay = ps;
+    char berr[512];
+    if (send_request(r, i, s->inputs, berr, sizeof berr) < 0) {
+        x4_paystep_drop(ps); /* committed but never sent: the reconciler proves it absent */
+        s->pay = NULL;
+        step_fail(r, i, berr);
+    }
+out:
+    ctx_done(c);
+}
+
 static void on_http(const x4_httpc_resp *resp, void *ud) {
     step_ctx *c = ud;
     x4_run *r = c->run;
@@ -488,7 +535,29 @@ static void on_http(const x4_httpc_resp *resp, void *ud) {
     json_t *output = NULL;
     int64_t retry_after = -1;
     char why[512];
+    if (s->pay) {
+        /* the answer to a paid request: read its settlement first */
+        char pwhy[512];
+        x4_pay_result pr = x4_paystep_finish(s->pay, resp, pwhy, sizeof pwhy);
+        s->pay = NULL;
+        int ok2xx = resp->status == X4_HTTPC_OK && resp->code >= 200 && resp->code < 300;
+        if (pr == X4_PAY_REFUSED || (pr == X4_PAY_UNRESOLVED && !ok2xx)) {
+            /* never retried: paying again before the first payment is resolved could pay twice */
+            step_fail(r, i, pwhy);
+            goto out;
+        }
+    }
     x4_outcome oc = x4_adapter_http_classify(resp, &output, &retry_after, why, sizeof why);
+    if (oc == X4_OUT_PAYMENT_REQUIRED && !r->failed) {
+        s->paying = 1;
+        step_ctx *pc = ctx_new(r, i);
+        if (!pc) {
+            step_fail(r, i, "out of memory");
+            goto out;
+        }
+        x4_paystep_begin(r->e, r->id, r->plan->steps[i].id, s->attempts, r->plan->steps[i].price, resp, on_pay_ready, pc);
+        goto out;
+    }
     if (resp->status == X4_HTTPC_CANCELLED && r->deadline_hit) {
         snprintf(why, sizeof why, "maxTime exceeded");
         oc = X4_OUT_FAIL;

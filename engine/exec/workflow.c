@@ -9,6 +9,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "exec/sched.h"
+#include "pay/paystep.h"
 #include "plan/matcher.h"
 #include "plan/plan.h"
 #include "store/pg.h"
@@ -200,7 +201,10 @@ static void expiry_tick(uv_timer_t *t) {
     x4_engine *e = t->data;
     static unsigned ticks;
     if (e->stopping) return;
-    if (++ticks % 30 == 0) x4_escrow_reconcile(e); /* unsettled withdrawals, about twice a minute */
+    if (++ticks % 10 == 0) { /* unsettled withdrawals and payments, several times a minute */
+        x4_escrow_reconcile(e);
+        x4_paystep_reconcile(e);
+    }
     wf_ctx *c = ctx_new(e, "expiry");
     if (!c) return;
     x4_pg_query(e->pg, "SELECT " X4_EV_COLS " FROM x4_wf_expire_due(200) e", 0, NULL, on_published, c);

@@ -453,8 +453,12 @@ static void on_pending_withdrawals(PGresult *res, const char *err, void *ud) {
 void x4_escrow_reconcile(x4_engine *e);
 void x4_escrow_reconcile(x4_engine *e) {
     if (!e->rpc || !e->pg || e->stopping) return;
+    char age[24];
+    snprintf(age, sizeof age, "%lld", (long long)e->cfg.reconcile_after_ms);
+    const char *params[] = {age};
     x4_pg_query(e->pg,
                 "SELECT id, amount, signature, to_wallet, last_valid_block_height FROM withdrawals "
-                "WHERE status = 'sent' AND updated_at < clock_timestamp() - interval '1 minute' ORDER BY id LIMIT 50",
-                0, NULL, on_pending_withdrawals, e);
+                "WHERE status = 'sent' AND updated_at < clock_timestamp() - $1::bigint * interval '1 millisecond' "
+                "ORDER BY id LIMIT 50",
+                1, params, on_pending_withdrawals, e);
 }

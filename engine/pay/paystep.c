@@ -1,0 +1,392 @@
+/* pay/paystep.c — see paystep.h. */
+#include "pay/paystep.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "pay/escrow.h"
+#include "pay/rpc.h"
+#include "pay/x402.h"
+#include "store/pg.h"
+
+struct x4_paystep {
+    x4_engine *e;
+    char wf[96], step[72];
+    int attempt;
+    uint64_t price;
+    x4_x402_challenge *ch;
+    x4_x402_error perr;
+    int parse_failed;
+    size_t index;
+    x4_x402_payment pay;
+    int built;
+    long long id;
+    x4_paystep_ready_cb cb;
+    void *ud;
+};
+
+static void ps_free(x4_paystep *ps) {
+    if (!ps) return;
+    x4_x402_challenge_free(ps->ch);
+    if (ps->built) x4_x402_payment_free(&ps->pay);
+    free(ps);
+}
+
+static void refuse(x4_paystep *ps, const char *why) {
+    x4_paystep_ready_cb cb = ps->cb;
+    void *ud = ps->ud;
+    char w[400];
+    snprintf(w, sizeof w, "%s", why);
+    ps_free(ps);
+    cb(NULL, w, ud);
+}
+
+const char *x4_paystep_header_name(const x4_paystep *ps) { return ps->pay.header_name; }
+const char *x4_paystep_header_value(const x4_paystep *ps) { return ps->pay.header_value; }
+
+static void on_recorded(PGresult *res, const char *err, void *ud) {
+    x4_paystep *ps = ud;
+    if (err) {
+        char why[400];
+        snprintf(why, sizeof why, "payment not sent: %s", strncmp(err, "X400", 4) ? "storage unavailable" : err + 7);
+        refuse(ps, why);
+        return;
+    }
+    if (PQntuples(res) < 1) {
+        refuse(ps, "payment not sent: the workflow is no longer executing here");
+        return;
+    }
+    ps->id = x4_pg_ll(res, 0, "pid", 0);
+    x4_events_publish_rows(ps->e, res);
+    ps->cb(ps, NULL, ps->ud);
+}
+
+static void build_and_record(x4_paystep *ps, const uint8_t *blockhash, uint64_t lvbh) {
+    x4_engine *e = ps->e;
+    x4_escrow *x = e->escrow;
+    x4_x402_build_in in;
+    memset(&in, 0, sizeof in);
+    in.payer = x->kp;
+    in.token_program = &x->token_program;
+    in.blockhash = blockhash;
+    in.last_valid_block_height = lvbh;
+    x4_x402_error xe;
+    if (x4_x402_build_payment(ps->ch, ps->index, &in, &ps->pay, &xe) < 0) {
+        char why[400];
+        snprintf(why, sizeof why, "cannot build the payment: %s", xe.text);
+        refuse(ps, why);
+        return;
+    }
+    ps->built = 1;
+    char attempt[16], version[8], amount[24], lv[24];
+    snprintf(attempt, sizeof attempt, "%d", ps->attempt);
+    snprintf(version, sizeof version, "%d", ps->pay.version);
+    snprintf(amount, sizeof amount, "%llu", (unsigned long long)ps->pay.amount);
+    snprintf(lv, sizeof lv, "%llu", (unsigned long long)ps->pay.last_valid_block_height);
+    json_t *d = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i}", "stepId", ps->step, "payTo", ps->pay.pay_to, "amount", amount,
+                          "memo", ps->pay.memo, "signature", ps->pay.signature, "x402Version", ps->pay.version);
+    char *data = json_dumps(d, JSON_COMPACT);
+    json_decref(d);
+    const char *params[] = {ps->wf,           e->owner,       ps->step,          attempt,  version,
+                            ps->pay.network,  ps->pay.asset,  ps->pay.pay_to,    amount,   ps->pay.memo[0] ? ps->pay.memo : NULL,
+                            ps->pay.signature, ps->pay.blockhash, lv,            data};
+    /* the payment row and its event: one statement, one transaction */
+    x4_pg_query(e->pg,
+                "WITH p AS (SELECT x4_payment_begin($1, $2, $3, $4::int, $5::int, $6, $7, $8, $9::bigint, $10, $11, "
+                "$12, $13::bigint) AS pid) "
+                "SELECT p.pid, " X4_EV_COLS " FROM p, LATERAL x4_emit($1, 'payment.signed', "
+                "$14::jsonb || jsonb_build_object('amount', x4_money($9::bigint))) e",
+                14, params, on_recorded, ps);
+    free(data);
+}
+
+static void on_blockhash(const x4_rpc_blockhash *bh, void *ud) {
+    x4_paystep *ps = ud;
+    if (bh->r.status != X4_RPC_OK) {
+        char why[400];
+        snprintf(why, sizeof why, "cannot get a blockhash: %.300s", bh->r.message);
+        refuse(ps, why);
+        return;
+    }
+    build_and_record(ps, bh->blockhash_bytes, bh->last_valid_block_height);
+}
+
+static void on_hold(PGresult *res, const char *err, void *ud) {
+    x4_paystep *ps = ud;
+    x4_engine *e = ps->e;
+    char why[400];
+    if (ps->parse_failed) {
+        snprintf(why, sizeof why, "invalid payment challenge (%s): %s", x4_x402_code_name(ps->perr.code), ps->perr.text);
+        refuse(ps, why);
+        return;
+    }
+    if (err || PQntuples(res) != 1) {
+        refuse(ps, "payment not sent: storage unavailable");
+        return;
+    }
+    const char *mine = x4_pg_val(res, 0, "mine");
+    if (!mine || mine[0] != 't') {
+        refuse(ps, "payment not sent: the workflow is no longer executing here");
+        return;
+    }
+    /* A step is paid at most once: an unresolved earlier payment must be settled on chain
+     * first, and a landed one means the service already has the money (flagged for refund). */
+    const char *unresolved = x4_pg_val(res, 0, "unresolved"), *paid = x4_pg_val(res, 0, "paid");
+    if (unresolved && unresolved[0] == 't') {
+        refuse(ps, "an earlier payment of this step is not resolved yet; not paying again");
+        return;
+    }
+    if (paid && paid[0] == 't') {
+        refuse(ps, "this step was already paid and the service asks again; not paying twice (refund due)");
+        return;
+    }
+    if (!e->escrow || !e->escrow->kp) {
+        refuse(ps, "the service requires payment but no escrow wallet is configured (ESCROW_KEYPAIR)");
+        return;
+    }
+    long long remaining = x4_pg_ll(res, 0, "remaining", 0);
+    const char *assets[] = {e->cfg.escrow_asset};
+    x4_x402_policy pol = {e->cfg.network, assets, 1, ps->price, e->cfg.max_payment,
+                          remaining > 0 ? (uint64_t)remaining : 0};
+    x4_x402_error xe;
+    if (x4_x402_choose(ps->ch, &pol, &ps->index, &xe) < 0) {
+        snprintf(why, sizeof why, "payment refused (%s): %s", x4_x402_code_name(xe.code), xe.text);
+        refuse(ps, why);
+        return;
+    }
+    const x4_x402_requirement *rq = &ps->ch->accepts[ps->index];
+    if (rq->has_recent_blockhash) {
+        build_and_record(ps, NULL, 0); /* the builder takes the server's blockhash */
+        return;
+    }
+    if (!e->rpc || !x4_rpc_get_latest_blockhash(e->rpc, on_blockhash, ps)) refuse(ps, "cannot reach the chain");
+}
+
+void x4_paystep_begin(x4_engine *e, const char *wf, const char *step, int attempt, uint64_t price,
+                      const x4_httpc_resp *challenge, x4_paystep_ready_cb cb, void *ud) {
+    x4_paystep *ps = calloc(1, sizeof *ps);
+    if (!ps) {
+        cb(NULL, "out of memory", ud); /* cannot defer without memory either */
+        return;
+    }
+    ps->e = e;
+    snprintf(ps->wf, sizeof ps->wf, "%s", wf);
+    snprintf(ps->step, sizeof ps->step, "%s", step);
+    ps->attempt = attempt;
+    ps->price = price;
+    ps->cb = cb;
+    ps->ud = ud;
+    /* The challenge is read now (the response dies with this callback); its verdict waits for
+     * the hold query so the callback never runs inside this call. */
+    ps->parse_failed = x4_x402_parse_challenge_resp(challenge, &ps->ch, &ps->perr) < 0;
+    const char *params[] = {wf, e->owner, step};
+    x4_pg_query(e->pg,
+                "SELECT w.held - COALESCE((SELECT sum(p.amount) FROM payments p WHERE p.workflow_id = w.id "
+                "AND p.status = 'signed'), 0) AS remaining, (w.lease_owner = $2 AND w.status = 'executing') AS mine, "
+                "EXISTS (SELECT 1 FROM payments p WHERE p.workflow_id = w.id AND p.step_id = $3 AND p.status = 'signed') "
+                "AS unresolved, "
+                "EXISTS (SELECT 1 FROM payments p WHERE p.workflow_id = w.id AND p.step_id = $3 AND p.charged) AS paid "
+                "FROM workflows w WHERE w.id = $1",
+                3, params, on_hold, ps);
+}
+
+/* ---- outcomes ---- */
+
+typedef struct {
+    x4_engine *e;
+    long long id;
+} rec_ctx;
+
+static void on_outcome(PGresult *res, const char *err, void *ud) {
+    rec_ctx *r = ud;
+    if (err) x4_error("pay", "payment %lld: could not record its outcome (%s); the reconciler will", r->id, err);
+    else x4_events_publish_rows(r->e, res);
+    free(r);
+}
+
+static void record_landed(x4_engine *e, long long id, const char *wf, const char *step, const char *tx,
+                          const char *status) {
+    rec_ctx *r = calloc(1, sizeof *r);
+    if (!r) return;
+    r->e = e;
+    r->id = id;
+    char pid[24];
+    snprintf(pid, sizeof pid, "%lld", id);
+    json_t *d = json_pack("{s:s, s:s}", "stepId", step, "transaction", tx ? tx : "");
+    char *data = json_dumps(d, JSON_COMPACT);
+    json_decref(d);
+    const char *params[] = {pid, tx, status, wf, data};
+    x4_pg_query(e->pg,
+                "WITH l AS (SELECT x4_payment_landed($1::bigint, $2, NULL, $3) AS ok) "
+                "SELECT " X4_EV_COLS " FROM l, LATERAL x4_emit($4, 'payment.settled', $5::jsonb || "
+                "jsonb_build_object('amount', x4_money((SELECT amount FROM payments WHERE id = $1::bigint)))) e "
+                "WHERE l.ok",
+                5, params, on_outcome, r);
+    free(data);
+}
+
+static void record_absent(x4_engine *e, long long id, const char *wf, const char *step, const char *status,
+                          const char *why) {
+    rec_ctx *r = calloc(1, sizeof *r);
+    if (!r) return;
+    r->e = e;
+    r->id = id;
+    char pid[24];
+    snprintf(pid, sizeof pid, "%lld", id);
+    json_t *d = json_pack("{s:s, s:s}", "stepId", step, "reason", why);
+    char *data = json_dumps(d, JSON_COMPACT);
+    json_decref(d);
+    const char *params[] = {pid, status, why, wf, data};
+    x4_pg_query(e->pg,
+                "WITH a AS (SELECT x4_payment_absent($1::bigint, $2, $3) AS ok) "
+                "SELECT " X4_EV_COLS " FROM a, LATERAL x4_emit($4, 'payment.failed', $5::jsonb) e WHERE a.ok",
+                5, params, on_outcome, r);
+    free(data);
+}
+
+x4_pay_result x4_paystep_finish(x4_paystep *ps, const x4_httpc_resp *resp, char *why, size_t whylen) {
+    x4_x402_settlement st;
+    x4_x402_error xe;
+    memset(&xe, 0, sizeof xe);
+    x4_x402_outcome o = x4_x402_read_settlement_resp(&ps->pay, ps->pay.version, resp, &st, &xe);
+    x4_pay_result rc;
+    switch (o) {
+    case X4_X402_SETTLED:
+        record_landed(ps->e, ps->id, ps->wf, ps->step, st.transaction, "settled");
+        snprintf(why, whylen, "settled in %s", st.transaction);
+        rc = X4_PAY_SETTLED;
+        break;
+    case X4_X402_REJECTED:
+        /* A second 402: the facilitator never settled it, and without the facilitator's
+         * fee-payer signature the transaction cannot land. */
+        snprintf(why, whylen, "the service refused the payment: %s", xe.text[0] ? xe.text : st.error_reason);
+        record_absent(ps->e, ps->id, ps->wf, ps->step, "failed", why);
+        rc = X4_PAY_REFUSED;
+        break;
+    default:
+        snprintf(why, whylen, "payment outcome unknown (%s): %s; it will be reconciled on chain",
+                 x4_x402_outcome_name(o), xe.text);
+        rc = X4_PAY_UNRESOLVED;
+        break;
+    }
+    ps_free(ps);
+    return rc;
+}
+
+void x4_paystep_drop(x4_paystep *ps) { ps_free(ps); }
+
+/* ---- reconciliation ---- */
+
+typedef struct {
+    x4_engine *e;
+    long long id;
+    char wf[96], step[72], memo[X4_SOL_MEMO_MAX + 1], sig[X4_SOL_B58_SIG_MAX], dest[X4_SOL_B58_KEY_MAX];
+    uint64_t lvbh;
+    int version;
+    size_t ncand, next;
+    char (*cand)[X4_SOL_B58_SIG_MAX];
+} recon;
+
+static void recon_free(recon *r) {
+    free(r->cand);
+    free(r);
+}
+
+static void on_recon_height(const x4_rpc_block_height *h, void *ud) {
+    recon *r = ud;
+    if (h->r.status == X4_RPC_OK && r->lvbh && x4_rpc_blockhash_expired(r->lvbh, h->height))
+        record_absent(r->e, r->id, r->wf, r->step, "absent", "not on chain after its blockhash expired");
+    recon_free(r);
+}
+
+static void not_found(recon *r) {
+    if (!x4_rpc_get_block_height(r->e->rpc, on_recon_height, r)) recon_free(r);
+}
+
+static void on_recon_tx(const x4_rpc_tx *t, void *ud);
+
+static void next_candidate(recon *r) {
+    while (r->next < r->ncand) {
+        if (x4_rpc_get_transaction(r->e->rpc, r->cand[r->next++], on_recon_tx, r)) return;
+    }
+    not_found(r);
+}
+
+static void on_recon_tx(const x4_rpc_tx *t, void *ud) {
+    recon *r = ud;
+    if (t->r.status == X4_RPC_OK && t->found && !t->err)
+        for (size_t i = 0; i < t->nsignatures; i++)
+            if (!strcmp(t->signatures[i], r->sig)) {
+                record_landed(r->e, r->id, r->wf, r->step, t->signatures[0], "landed");
+                recon_free(r);
+                return;
+            }
+    next_candidate(r);
+}
+
+static void on_recon_sigs(const x4_rpc_sigs *s, void *ud) {
+    recon *r = ud;
+    if (s->r.status != X4_RPC_OK) {
+        recon_free(r); /* try again next cycle */
+        return;
+    }
+    for (size_t i = 0; i < s->n; i++) {
+        if (s->items[i].err) continue;
+        for (size_t k = 0; r->memo[0] && k < s->items[i].nmemo_texts; k++)
+            if (!strcmp(s->items[i].memo_texts[k], r->memo)) {
+                record_landed(r->e, r->id, r->wf, r->step, s->items[i].signature, "landed");
+                recon_free(r);
+                return;
+            }
+    }
+    if (r->memo[0]) {
+        not_found(r);
+        return;
+    }
+    /* v1 (no memo): look for our own signature among the destination's recent transactions */
+    r->cand = calloc(s->n ? s->n : 1, sizeof *r->cand);
+    if (!r->cand) {
+        recon_free(r);
+        return;
+    }
+    for (size_t i = 0; i < s->n && r->ncand < 20; i++)
+        if (!s->items[i].err) snprintf(r->cand[r->ncand++], X4_SOL_B58_SIG_MAX, "%s", s->items[i].signature);
+    next_candidate(r);
+}
+
+static void on_unsettled(PGresult *res, const char *err, void *ud) {
+    x4_engine *e = ud;
+    if (err || e->stopping || !e->rpc || !e->escrow) return;
+    for (int i = 0; i < PQntuples(res); i++) {
+        recon *r = calloc(1, sizeof *r);
+        if (!r) return;
+        r->e = e;
+        r->id = x4_pg_ll(res, i, "id", 0);
+        r->lvbh = (uint64_t)x4_pg_ll(res, i, "last_valid_block_height", 0);
+        r->version = (int)x4_pg_ll(res, i, "version", 2);
+        snprintf(r->wf, sizeof r->wf, "%s", x4_pg_val(res, i, "workflow_id"));
+        snprintf(r->step, sizeof r->step, "%s", x4_pg_val(res, i, "step_id"));
+        snprintf(r->memo, sizeof r->memo, "%s", x4_pg_val(res, i, "memo") ? x4_pg_val(res, i, "memo") : "");
+        snprintf(r->sig, sizeof r->sig, "%s", x4_pg_val(res, i, "payer_signature"));
+        /* every payment debits the escrow's token account: its history holds them all */
+        x4_rpc_sigs_opts o = {100, NULL, NULL};
+        if (!x4_rpc_get_signatures_for_address(e->rpc, e->escrow->token_account_b58, &o, on_recon_sigs, r))
+            recon_free(r);
+    }
+}
+
+void x4_paystep_reconcile(x4_engine *e) {
+    if (!e->rpc || !e->pg || e->stopping || !e->escrow || !e->escrow->kp) return;
+    char age[24];
+    snprintf(age, sizeof age, "%lld", (long long)e->cfg.reconcile_after_ms);
+    const char *params[] = {age};
+    x4_pg_query(e->pg,
+                "SELECT id, workflow_id, step_id, memo, payer_signature, last_valid_block_height, version FROM payments "
+                "WHERE status = 'signed' AND updated_at < clock_timestamp() - $1::bigint * interval '1 millisecond' "
+                "ORDER BY id LIMIT 20",
+                1, params, on_unsettled, e);
+}
