@@ -76,13 +76,14 @@ test('a paid v2 diamond: each step charged its price once, on chain and in the l
   assert.equal(after.held.atomic, '0');
   assert.equal(await market.tokenBalance(svc.dex_volume.payToTokenAccount), payTo + 1000n, 'the service got exactly its price');
   const hist = (await c.get('/escrow/alice/history?limit=10')).json.history.filter((h) => h.workflowId === id);
-  assert.deepEqual(hist.map((h) => h.kind).sort(), ['charge', 'charge', 'charge', 'hold', 'release']);
+  // the hold was exactly the estimate and all of it was charged: nothing to release
+  assert.deepEqual(hist.map((h) => h.kind).sort(), ['charge', 'charge', 'charge', 'hold']);
   assert.ok(hist.filter((h) => h.kind === 'charge').every((h) => h.signature));
 });
 
 test('a v1 service (x402-express 1.2.0) is paid too', async () => {
   const payTo = await market.tokenBalance(svc.whale_alerts.payToTokenAccount);
-  const plan = { steps: [step('w', 'whale_alerts', {})] };
+  const plan = { steps: [step('w', 'whale_alerts', { chain: 'solana' })] };
   const { id } = await ready(c, { input: 'v1', plan });
   await approve(c, id);
   const done = await waitStatus(c, id, ['completed', 'failed'], { timeout: 30000 });
