@@ -16,6 +16,7 @@
 #include "core/util.h"
 #include "http/auth.h"
 #include "http/server.h"
+#include "pay/solana.h"
 #include "plan/catalog.h"
 #include "plan/matcher.h"
 #include "plan/plan.h"
@@ -148,15 +149,25 @@ static int cmd_keys(int argc, char **argv) {
     if (argc < 2 || wants_help(argc, argv)) {
         printf("Usage: x402r keys create --user NAME [--admin]\n"
                "       x402r keys list --user NAME\n"
-               "       x402r keys revoke KEY_OR_ID\n\n"
+               "       x402r keys revoke KEY_OR_ID\n"
+               "       x402r keys escrow-new\n\n"
                "create: creates the user if absent and a new API key for it, printed alone on one line of\n"
                "stdout. Only a BLAKE2b hash of the key is stored: keep the printed key, it cannot be shown\n"
                "again. --admin lets the key read any user's workflows.\n"
                "list: the user's keys (public id, created, active or revoked) — never the keys themselves.\n"
-               "revoke: disables a key everywhere within AUTH_CACHE_MS (30 s) (rotation: create a new one, then revoke).\n");
+               "revoke: disables a key everywhere within AUTH_CACHE_MS (30 s) (rotation: create a new one, then revoke).\n"
+               "escrow-new: prints a new escrow wallet as ESCROW_KEYPAIR=<base64 of the 64-byte secret key> and its\n"
+               "base58 Address (the seed's format). Nothing is stored: keep the printed secret safe.\n");
         return argc < 2 ? 2 : 0;
     }
     const char *sub = argv[1], *user = NULL, *target = NULL;
+    if (!strcmp(sub, "escrow-new")) {
+        if (argc > 2) {
+            fprintf(stderr, "x402r keys escrow-new: unexpected argument '%s'\n", argv[2]);
+            return 2;
+        }
+        return x4_solana_cli_escrow_new(stdout) == 0 ? 0 : 1;
+    }
     int admin = 0;
     if (strcmp(sub, "create") && strcmp(sub, "list") && strcmp(sub, "revoke")) {
         fprintf(stderr, "x402r keys: unknown subcommand '%s' (see --help)\n", sub);

@@ -102,3 +102,19 @@ test('run of a task nothing matches fails with the reason and exits 1', async ()
   assert.equal(r.code, 1);
   assert.match(r.stdout, /failed/);
 });
+
+test('keys escrow-new prints a base64 64-byte secret and its base58 address, and they agree', async () => {
+  const r = await x4(['keys', 'escrow-new']);
+  assert.equal(r.code, 0, r.stderr);
+  const m = /^ESCROW_KEYPAIR=([A-Za-z0-9+/=]{88})\nAddress: ([1-9A-HJ-NP-Za-km-z]{32,44})\n$/.exec(r.stdout);
+  assert.ok(m, r.stdout.replace(/=.*/, '=<secret>'));
+  const secret = Buffer.from(m[1], 'base64');
+  assert.equal(secret.length, 64);
+  // the engine accepts it: /escrow/address would show it; here `serve` must not refuse the key
+  const bad = await x4(['serve'], { ESCROW_KEYPAIR: m[1].slice(0, 80) + 'AAAAAA==', DATABASE_URL: 'postgresql:///nonexistent?host=/nonexistent' });
+  assert.equal(bad.code, 1, 'a key whose halves disagree is refused at start');
+  assert.match(bad.stderr, /ESCROW_KEYPAIR/);
+  assert.ok(!bad.stderr.includes(m[1].slice(0, 40)), 'the secret is never echoed');
+  const second = await x4(['keys', 'escrow-new']);
+  assert.notEqual(second.stdout, r.stdout, 'a fresh key each time');
+});
