@@ -308,7 +308,8 @@ static int send_request(x4_run *r, size_t i, const json_t *inputs, char *why, si
         return -1;
     }
     x4_adapter_call call;
-    if (x4_adapter_http_build(&call, svc, inputs, r->id, ps->id, s->attempts, (long)e->cfg.connect_timeout_ms,
+    int attempt = s->pay ? x4_paystep_attempt(s->pay) : s->attempts; /* a replay keeps its key */
+    if (x4_adapter_http_build(&call, svc, inputs, r->id, ps->id, attempt, (long)e->cfg.connect_timeout_ms,
                               (long)e->cfg.step_timeout_ms, (size_t)e->cfg.max_response_bytes, why, whylen) < 0)
         return -1;
     if (s->pay && call.req.nheaders < X4_ADAPTER_MAX_HEADERS) {
@@ -500,7 +501,7 @@ static void step_retry(x4_run *r, size_t i, const char *why, int64_t retry_after
 }
 
 /* The payment for a 402 is committed (or refused): send the request again with its header. */
-static void on_pay_ready(x4_paystep *ps, const char *why, void *ud) {
+static void on_pay_ready(x4_paystep *ps, const char *why, int64_t retry_ms, void *ud) {
     step_ctx *c = ud;
     x4_run *r = c->run;
     size_t i = c->idx;
@@ -510,6 +511,11 @@ static void on_pay_ready(x4_paystep *ps, const char *why, void *ud) {
     }
     step_rt *s = &r->st[i];
     s->paying = 0;
+    if (!ps && retry_ms >= 0 && !r->failed) {
+        /* an earlier payment of this step is still unresolved on chain: wait, pay nothing */
+        step_retry(r, i, why, retry_ms);
+        goto out;
+    }
     if (!ps) {
         step_fail(r, i, why);
         goto out;

@@ -35,14 +35,22 @@ typedef enum {
     X4_PAY_UNRESOLVED = 2   /* outcome unknown: fail the step now; the reconciler settles the money */
 } x4_pay_result;
 
-typedef void (*x4_paystep_ready_cb)(x4_paystep *ps, const char *why, void *ud);
+/* ps != NULL: the header is ready (the payment row is committed, or an earlier payment of
+ * this step that landed is to be replayed with its own header and attempt). ps == NULL: no
+ * payment; retry_ms < 0 means fail the step (why), retry_ms >= 0 means an earlier payment is
+ * still unresolved on chain: try again after retry_ms without paying. */
+typedef void (*x4_paystep_ready_cb)(x4_paystep *ps, const char *why, int64_t retry_ms, void *ud);
 
-/* Starts paying: cb(ps, NULL) when the header is ready (the payment row is committed), or
- * cb(NULL, why) when the step must fail without paying. cb never runs inside this call. */
+/* Starts paying: cb runs once with the verdict, never inside this call. A step is paid at
+ * most once: an earlier unresolved payment of the step is reconciled on chain first — absent
+ * (its blockhash expired) → a new payment; landed → replayed (same header, same
+ * Idempotency-Key attempt), so an idempotent service answers without a second charge. */
 void x4_paystep_begin(x4_engine *e, const char *workflow_id, const char *step_id, int attempt, uint64_t approved_price,
                       const x4_httpc_resp *challenge, x4_paystep_ready_cb cb, void *ud);
 const char *x4_paystep_header_name(const x4_paystep *ps);
 const char *x4_paystep_header_value(const x4_paystep *ps);
+/* The attempt whose Idempotency-Key the paid request must carry (a replay keeps the original). */
+int x4_paystep_attempt(const x4_paystep *ps);
 /* Reads the answer to the paid request (now), records its outcome (asynchronously) and frees ps. */
 x4_pay_result x4_paystep_finish(x4_paystep *ps, const x4_httpc_resp *resp, char *why, size_t whylen);
 /* The run went away before the paid request was answered: the row stays for the reconciler. */
