@@ -1,12 +1,17 @@
 /* core/cli_run.c — `x402r run "task"`: the whole product in one terminal command.
  *
  * Starts the engine in-process (embedded servers by default, no HTTP listener, claiming no
- * other process's work), creates the workflow for the local user "local", plans it, prints the
- * plan and its cost, asks for confirmation (--yes skips), approves and runs it, and shows live
- * progress from the engine's own event stream: on a TTY a redrawn step list with a progress
- * bar, otherwise one plain line per event. Prints the sink outputs and the total cost at the
- * end. Exit status 0 only when the workflow completed. Ctrl-C stops the process; an approved
- * workflow stays executing and `x402r serve` on the same database resumes it. */
+ * other process's work), creates the workflow for the user --user (default "local", created if
+ * absent), plans it, prints the plan and its cost, asks for confirmation (--yes skips), approves
+ * and runs it, and shows live progress from the engine's own event stream: on a TTY a redrawn
+ * step list with a progress bar, otherwise one plain line per event. Each x402 payment shows as
+ * it settles (its transaction id) or is refused. Prints the sink outputs and the total cost at
+ * the end. When the user has an escrow account (in ESCROW_ASSET), its balance is shown before
+ * the approval (read with a blocking query at start-up, before the loop runs) and after the end
+ * (read through the pool). An approval refused for money (402 "Insufficient escrow balance…")
+ * is printed and exits 1. Exit status 0 only when the workflow completed. Ctrl-C stops the
+ * process; an approved workflow stays executing and `x402r serve` on the same database resumes
+ * it. */
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +27,7 @@
 #include "plan/catalog.h"
 #include "store/pg.h"
 
-#define LOCAL_USER "local"
+#define DEFAULT_USER "local"
 #define MAX_STEPS 256
 
 typedef struct {
@@ -46,6 +51,15 @@ typedef struct {
     char answer[64];
     size_t alen;
     char est[40];
+    const char *user;
+    int has_escrow;       /* the user has an escrow account in cfg.escrow_asset */
+    char bal_before[160];
+    int result;           /* exit code once the workflow ended (the balance is read first) */
+    char end_line[600];   /* "completed" / "failed: why", printed once the payments are resolved */
+    int settled_seen;     /* payment.settled events shown */
+    uv_timer_t settle_timer;
+    int timer_on;
+    uint64_t settle_deadline;
 } run_ui;
 
 static run_ui g_ui;
@@ -81,13 +95,32 @@ static row *find_row(run_ui *u, const char *id) {
     return NULL;
 }
 
+/* A line printed while the run shows progress: on a TTY above the redrawn step list. */
+static void note(run_ui *u, const char *line) {
+    if (u->tty && u->drawn) {
+        printf("\033[%dA\033[J", u->drawn);
+        u->drawn = 0;
+        printf("%s\n", line);
+        redraw(u);
+    } else {
+        printf("%s\n", line);
+    }
+    fflush(stdout);
+}
+
 static void print_outputs(json_t *output) {
     const char *k;
     json_t *v;
     printf("\nOutputs:\n");
     json_object_foreach(output, k, v) {
         printf("── %s ──\n", k);
-        /* An object with one string field (a report, a summary) prints as text. */
+        /* A report prints as text (it carries its own title). */
+        json_t *rep = json_object_get(v, "report");
+        if (json_is_object(v) && json_is_string(rep)) {
+            printf("%s\n", json_string_value(rep));
+            continue;
+        }
+        /* An object with one string field (a summary) prints as text. */
         if (json_is_object(v) && json_object_size(v) == 1) {
             const char *only = NULL;
             json_t *ov;
@@ -107,16 +140,98 @@ static void print_outputs(json_t *output) {
 static void close_input(x4_engine *e, void *ud) {
     run_ui *u = ud;
     (void)e;
+    if (u->timer_on && !uv_is_closing((uv_handle_t *)&u->settle_timer)) uv_close((uv_handle_t *)&u->settle_timer, NULL);
     if (u->in && !uv_is_closing((uv_handle_t *)u->in)) uv_close((uv_handle_t *)u->in, NULL);
 }
 
 static void finish(run_ui *u, int code) { x4_engine_stop(&u->e, code); }
 
+/* "X USDC available, Y held" from a row (available, held) of atomic amounts. */
+static void format_balance(const char *avail, const char *held, char *out, size_t outlen) {
+    char a[40], h[40];
+    x4_money_format(strtoull(avail, NULL, 10), X4_USDC_DECIMALS, a);
+    x4_money_format(strtoull(held, NULL, 10), X4_USDC_DECIMALS, h);
+    snprintf(out, outlen, "%s USDC available, %s held", a, h);
+}
+
+#define BALANCE_SQL "SELECT available::text, held::text FROM escrow_accounts WHERE user_id = $1 AND asset = $2"
+
+static void on_balance_after(PGresult *res, const char *err, void *ud) {
+    run_ui *u = ud;
+    if (err) fprintf(stderr, "x402r run: cannot read the balance: %s\n", err);
+    else if (PQntuples(res) > 0) {
+        char b[160];
+        format_balance(PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), b, sizeof b);
+        printf("Balance after:  %s\n", b);
+        fflush(stdout);
+    }
+    finish(u, u->result);
+}
+
+static void settle_check(run_ui *u);
+
+static void on_settle_timer(uv_timer_t *t) { settle_check(t->data); }
+
+/* Payments of the workflow that are resolved; the last settlement can commit after the
+ * workflow's end (another pool connection), so the total and the balance are read once none is
+ * unresolved and every landed one has been shown (or after 10 s). */
+static void on_settle_state(PGresult *res, const char *err, void *ud) {
+    run_ui *u = ud;
+    if (u->e.stopping) return;
+    if (err || PQntuples(res) == 0) {
+        fprintf(stderr, "x402r run: cannot read the workflow's payments: %s\n", err ? err : "workflow not found");
+        finish(u, u->result ? u->result : 1);
+        return;
+    }
+    long unresolved = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+    long charged = strtol(PQgetvalue(res, 0, 1), NULL, 10);
+    if ((unresolved > 0 || charged > u->settled_seen) && uv_now(u->e.loop) < u->settle_deadline) {
+        if (!u->timer_on) {
+            uv_timer_init(u->e.loop, &u->settle_timer);
+            u->settle_timer.data = u;
+            u->timer_on = 1;
+        }
+        uv_timer_start(&u->settle_timer, on_settle_timer, 100, 0);
+        return;
+    }
+    printf("\nWorkflow %s %s. Total cost: %s USDC\n", u->wf, u->end_line, PQgetvalue(res, 0, 2));
+    if (unresolved > 0)
+        printf("%ld payment(s) not resolved yet: their share stays held until the engine reconciles them on chain.\n",
+               unresolved);
+    fflush(stdout);
+    if (!u->has_escrow) {
+        finish(u, u->result);
+        return;
+    }
+    const char *params[] = {u->user, u->e.cfg.escrow_asset};
+    x4_pg_query(u->e.pg, BALANCE_SQL, 2, params, on_balance_after, u);
+}
+
+static void settle_check(run_ui *u) {
+    const char *params[] = {u->wf};
+    x4_pg_query(u->e.pg,
+                "SELECT (SELECT count(*) FROM payments p WHERE p.workflow_id = $1 AND p.status = 'signed'), "
+                "(SELECT count(*) FROM payments p WHERE p.workflow_id = $1 AND p.charged), x4_amount(w.total_cost) "
+                "FROM workflows w WHERE w.id = $1",
+                1, params, on_settle_state, u);
+}
+
+/* The workflow ended: once its payments are resolved, the total cost and the balance after
+ * (when there is an escrow account), then stop. */
+static void end_run(run_ui *u, int code) {
+    u->result = code;
+    if (u->e.stopping) return;
+    u->settle_deadline = uv_now(u->e.loop) + 10000;
+    settle_check(u);
+}
+
 static void on_approved(PGresult *res, const char *err, void *ud) {
     run_ui *u = ud;
     if (err || PQntuples(res) == 0) {
         const char *why = err ? (strncmp(err, "X400", 4) == 0 ? err + 7 : err) : "the workflow is no longer awaiting approval";
-        fprintf(stderr, "x402r run: approval failed: %s\n", why);
+        /* a refusal for money (402: balance, daily cap) is part of the story; anything else an error */
+        if (err && !strncmp(err, "X400", 4)) printf("Approval refused: %s\n", why);
+        else fprintf(stderr, "x402r run: approval failed: %s\n", why);
         finish(u, 1);
         return;
     }
@@ -130,7 +245,7 @@ static void approve(run_ui *u) {
     snprintf(lease, sizeof lease, "%lld", (long long)cfg->lease_ms);
     snprintf(pct, sizeof pct, "%d", cfg->hold_allowance_pct);
     snprintf(cap, sizeof cap, "%llu", (unsigned long long)cfg->daily_cap);
-    const char *params[] = {u->wf, LOCAL_USER, u->e.owner, lease, cfg->escrow_asset, pct, cfg->daily_cap ? cap : NULL};
+    const char *params[] = {u->wf, u->user, u->e.owner, lease, cfg->escrow_asset, pct, cfg->daily_cap ? cap : NULL};
     x4_pg_query(u->e.pg,
                 "SELECT " X4_EV_COLS " FROM x4_wf_approve($1, $2, $3, $4::bigint, $5, $6::int, $7::bigint) e", 7,
                 params, on_approved, u);
@@ -148,7 +263,7 @@ static void decide(run_ui *u, const char *answer) {
         return;
     }
     printf("Not approved; cancelling.\n");
-    const char *params[] = {u->wf, LOCAL_USER};
+    const char *params[] = {u->wf, u->user};
     x4_pg_query(u->e.pg, "SELECT " X4_EV_COLS " FROM x4_wf_cancel($1, $2) e", 2, params, on_cancelled, u);
 }
 
@@ -224,6 +339,7 @@ static void on_event(const x4_event *ev, void *ud) {
             free(dj);
         }
     } else if (!strcmp(t, "workflow.awaiting_approval")) {
+        if (u->has_escrow) printf("Balance before: %s\n", u->bal_before);
         if (u->yes) {
             printf("Approved (--yes).\n");
             approve(u);
@@ -233,6 +349,20 @@ static void on_event(const x4_event *ev, void *ud) {
     } else if (!strcmp(t, "workflow.executing")) {
         printf("Executing:\n");
         redraw(u);
+    } else if (step && !strcmp(t, "payment.settled")) {
+        row *r = find_row(u, step);
+        const char *amount = json_string_value(json_object_get(json_object_get(d, "amount"), "amount"));
+        const char *tx = json_string_value(json_object_get(d, "transaction"));
+        char line[512];
+        snprintf(line, sizeof line, "paid %s USDC for %s (%s): tx %s", amount ? amount : "?", step,
+                 r ? r->service : "?", tx && *tx ? tx : "?");
+        u->settled_seen++;
+        note(u, line);
+    } else if (step && !strcmp(t, "payment.failed")) {
+        const char *why = json_string_value(json_object_get(d, "reason"));
+        char line[640];
+        snprintf(line, sizeof line, "payment for %s refused: %s", step, why ? why : "no reason given");
+        note(u, line);
     } else if (step && !strncmp(t, "step.", 5)) {
         row *r = find_row(u, step);
         const char *st = !strcmp(t, "step.started")     ? "running"
@@ -254,13 +384,12 @@ static void on_event(const x4_event *ev, void *ud) {
         }
     } else if (!strcmp(t, "workflow.completed")) {
         print_outputs(json_object_get(d, "output"));
-        const char *total = json_string_value(json_object_get(json_object_get(d, "totalCost"), "amount"));
-        printf("\nWorkflow %s completed. Total cost: %s USDC\n", u->wf, total ? total : "0");
-        finish(u, 0);
+        snprintf(u->end_line, sizeof u->end_line, "completed");
+        end_run(u, 0);
     } else if (!strcmp(t, "workflow.failed") || !strcmp(t, "workflow.cancelled") || !strcmp(t, "workflow.expired")) {
         const char *er = json_string_value(json_object_get(d, "error"));
-        printf("\nWorkflow %s %s%s%s\n", u->wf, t + 9, er ? ": " : "", er ? er : "");
-        finish(u, 1);
+        snprintf(u->end_line, sizeof u->end_line, "%s%s%s", t + 9, er ? ": " : "", er ? er : "");
+        end_run(u, 1);
     }
     json_decref(env);
 }
@@ -277,16 +406,33 @@ static void on_created(PGresult *res, const char *err, void *ud) {
     x4_wf_plan(&u->e, u->wf);
 }
 
-static int ensure_user(const char *url, char *err, size_t errlen) {
-    PGconn *c = PQconnectdb(url);
+/* Blocking, before the loop runs: creates the user if absent and reads its escrow balance. */
+static int ensure_user(run_ui *u, char *err, size_t errlen) {
+    PGconn *c = PQconnectdb(u->e.db_url);
     int rc = -1;
     if (PQstatus(c) != CONNECTION_OK) {
         snprintf(err, errlen, "%s", PQerrorMessage(c));
         goto out;
     }
-    PGresult *r = PQexec(c, "INSERT INTO users (id) VALUES ('" LOCAL_USER "') ON CONFLICT (id) DO NOTHING");
-    if (PQresultStatus(r) == PGRES_COMMAND_OK) rc = 0;
-    else snprintf(err, errlen, "%s", PQresultErrorMessage(r));
+    const char *uparams[] = {u->user};
+    PGresult *r = PQexecParams(c, "INSERT INTO users (id) VALUES ($1) ON CONFLICT (id) DO NOTHING", 1, NULL, uparams,
+                               NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        snprintf(err, errlen, "%s", PQresultErrorMessage(r));
+        PQclear(r);
+        goto out;
+    }
+    PQclear(r);
+    const char *bparams[] = {u->user, u->e.cfg.escrow_asset};
+    r = PQexecParams(c, BALANCE_SQL, 2, NULL, bparams, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) snprintf(err, errlen, "%s", PQresultErrorMessage(r));
+    else {
+        rc = 0;
+        if (PQntuples(r) > 0) {
+            u->has_escrow = 1;
+            format_balance(PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), u->bal_before, sizeof u->bal_before);
+        }
+    }
     PQclear(r);
 out:
     PQfinish(c);
@@ -298,15 +444,19 @@ int x4_cli_run(int argc, char **argv) {
     const char *task = NULL, *catalog = NULL, *max_cost = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("Usage: x402r run [--yes] [--catalog FILE] [--max-cost AMOUNT] \"task\"\n\n"
+            printf("Usage: x402r run [--yes] [--user NAME] [--catalog FILE] [--max-cost AMOUNT] \"task\"\n\n"
                    "Plans the task over the catalog (--catalog, else CATALOG_FILE / REGISTRY_URL), prints the\n"
                    "plan and its estimated cost, asks for approval (--yes approves), runs it with live\n"
-                   "progress and prints the outputs and the total cost. Exit status 0 only when the\n"
+                   "progress and each x402 payment's transaction id, and prints the outputs and the total\n"
+                   "cost. --user NAME (default \"local\", created if absent) pays from NAME's escrow balance,\n"
+                   "shown before and after when NAME has an escrow account. Exit status 0 only when the\n"
                    "workflow completed. Uses DATABASE_URL/REDIS_URL, or private servers under X402R_HOME.\n");
             return 0;
         }
         if (!strcmp(argv[i], "--yes") || !strcmp(argv[i], "-y")) u->yes = 1;
         else if (!strcmp(argv[i], "--catalog") && i + 1 < argc) catalog = argv[++i];
+        else if (!strcmp(argv[i], "--user") && i + 1 < argc) u->user = argv[++i];
+        else if (!strncmp(argv[i], "--user=", 7)) u->user = argv[i] + 7;
         else if (!strcmp(argv[i], "--max-cost") && i + 1 < argc) max_cost = argv[++i];
         else if (argv[i][0] == '-') {
             fprintf(stderr, "x402r run: unknown option '%s' (see --help)\n", argv[i]);
@@ -316,6 +466,11 @@ int x4_cli_run(int argc, char **argv) {
             fprintf(stderr, "x402r run: give the task as one quoted argument\n");
             return 2;
         }
+    }
+    if (!u->user) u->user = DEFAULT_USER;
+    if (!*u->user || strlen(u->user) > 64) {
+        fprintf(stderr, "x402r run: --user: give a name of 1 to 64 characters\n");
+        return 2;
     }
     if (!task || !*task) {
         fprintf(stderr, "x402r run: no task given (see --help)\n");
@@ -344,7 +499,7 @@ int x4_cli_run(int argc, char **argv) {
     u->tty = isatty(1);
     uv_loop_t *loop = uv_default_loop();
     x4_engine_opts opts = {0, 1, 0};
-    if (x4_engine_open(&u->e, loop, &opts, err, sizeof err) < 0 || ensure_user(u->e.db_url, err, sizeof err) < 0) {
+    if (x4_engine_open(&u->e, loop, &opts, err, sizeof err) < 0 || ensure_user(u, err, sizeof err) < 0) {
         fprintf(stderr, "x402r run: %s\n", err);
         x4_engine_stop(&u->e, 1);
         x4_engine_run(&u->e);
@@ -358,7 +513,7 @@ int x4_cli_run(int argc, char **argv) {
     char lease[24], ttl[24];
     snprintf(lease, sizeof lease, "%lld", (long long)u->e.cfg.lease_ms);
     snprintf(ttl, sizeof ttl, "%lld", (long long)u->e.cfg.approval_ttl_ms);
-    const char *params[] = {u->wf, LOCAL_USER, task, mc[0] ? mc : NULL, NULL, u->e.owner, lease, NULL, NULL, ttl};
+    const char *params[] = {u->wf, u->user, task, mc[0] ? mc : NULL, NULL, u->e.owner, lease, NULL, NULL, ttl};
     x4_pg_query(u->e.pg,
                 "SELECT " X4_EV_COLS " FROM x4_wf_create($1, $2, $3, $4::bigint, $5::bigint, $6, $7::bigint, "
                 "$8::jsonb, $9::bigint, $10::bigint) e",

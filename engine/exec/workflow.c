@@ -201,7 +201,8 @@ static void expiry_tick(uv_timer_t *t) {
     x4_engine *e = t->data;
     static unsigned ticks;
     if (e->stopping) return;
-    if (++ticks % 10 == 0) { /* unsettled withdrawals and payments, several times a minute */
+    ++ticks;
+    if (ticks == 2 || ticks % 10 == 0) { /* at start-up, then several times a minute: unsettled withdrawals and payments */
         x4_escrow_reconcile(e);
         x4_paystep_reconcile(e);
     }

@@ -235,8 +235,9 @@ static void handle_deposit(api_ctx *c) {
     json_decref(d);
     char sigcopy[100];
     snprintf(sigcopy, sizeof sigcopy, "%s", sig);
+    int has_amount = a && !json_is_null(a); /* `a` and `sig` belong to b: read them before it goes */
     json_decref(b);
-    x4_escrow_deposit(c, sigcopy, a && !json_is_null(a), amount);
+    x4_escrow_deposit(c, sigcopy, has_amount, amount);
 }
 
 static void handle_withdraw(api_ctx *c) {

@@ -83,12 +83,12 @@ test("someone else's deposit, the wrong asset and the wrong address are refused"
   const claim = await ctx.clients.bob.post('/escrow/bob/deposit', { signature: alices });
   assert.equal(claim.status, 400);
   assert.match(claim.json.error, /registered wallet/);
-  // the wrong mint into the escrow's ATA for that mint
-  const wrongAsset = await transfer(market, { from: 'user2', mint: market.info.wrongMint, toOwner: market.info.escrow.address, amount: USDC(1) }).catch((e) => e);
-  if (typeof wrongAsset === 'string') {
-    const r = await ctx.clients.bob.post('/escrow/bob/deposit', { signature: wrongAsset });
-    assert.equal(r.status, 400);
-  }
+  // the wrong mint, into the escrow's own token account for that mint (created for the test)
+  await market.rpc('x402r_setTokenBalance', [market.info.escrow.address, market.info.wrongMint, '0']);
+  const wrongAsset = await transfer(market, { from: 'user2', mint: market.info.wrongMint, toOwner: market.info.escrow.address, amount: USDC(1) });
+  const r = await ctx.clients.bob.post('/escrow/bob/deposit', { signature: wrongAsset });
+  assert.equal(r.status, 400, r.text);
+  assert.match(r.json.error, /escrow asset/);
   // the right asset to somebody else
   const elsewhere = await transfer(market, { from: 'user2', mint: market.info.mint, toOwner: market.info.wallets.user1.address, amount: USDC(1) });
   const r2 = await ctx.clients.bob.post('/escrow/bob/deposit', { signature: elsewhere });
