@@ -57,6 +57,7 @@ typedef struct {
     int holds_slot;
     int skip_after_write;  /* skipped while its "retrying" write was in flight: skip once it lands */
     x4_paystep *pay;       /* a payment committed for the request in flight (pay/paystep.h) */
+    json_t *settled_output; /* a paid answer's output, written once its charge has committed */
     json_t *inputs;        /* the bound inputs of the current attempt */
     int paying;            /* a payment is being prepared */
 } step_rt;
@@ -139,6 +140,7 @@ static void run_free(x4_run *r) {
         for (size_t i = 0; i < r->plan->nsteps; i++) {
             json_decref(r->st[i].output);
             json_decref(r->st[i].inputs);
+            json_decref(r->st[i].settled_output);
             free(r->st[i].dependents);
         }
     free(r->st);
@@ -531,6 +533,34 @@ out:
     ctx_done(c);
 }
 
+/* A step's answer is its output: store it (and announce step.completed). */
+static void step_succeed(x4_run *r, size_t i, json_t *output) {
+    step_rt *s = &r->st[i];
+    s->state = ST_WRITING;
+    s->output = output;
+    json_t *d = json_pack("{s:s, s:O, s:i, s:I}", "stepId", r->plan->steps[i].id, "output", output, "attempt",
+                          s->attempts, "durationMs", (json_int_t)((x4_mono_us() - s->t0_us) / 1000));
+    step_write(r, i, "succeeded", output, NULL, "step.completed", d, on_succeeded);
+}
+
+/* The outcome of a paid request is stored: now the step's own write may follow. */
+static void on_pay_recorded(void *ud) {
+    step_ctx *c = ud;
+    x4_run *r = c->run;
+    r->writes--;
+    if (!r->dead) {
+        step_rt *s = &r->st[c->idx];
+        if (s->settled_output) {
+            json_t *o = s->settled_output;
+            s->settled_output = NULL;
+            step_succeed(r, c->idx, o);
+        } else {
+            maybe_finish(r);
+        }
+    }
+    ctx_done(c);
+}
+
 static void on_http(const x4_httpc_resp *resp, void *ud) {
     step_ctx *c = ud;
     x4_run *r = c->run;
@@ -541,10 +571,14 @@ static void on_http(const x4_httpc_resp *resp, void *ud) {
     json_t *output = NULL;
     int64_t retry_after = -1;
     char why[512];
+    int paid_ok = 0;
     if (s->pay) {
-        /* the answer to a paid request: read its settlement first */
+        /* the answer to a paid request: read its settlement first; the step's own writes wait
+         * for the charge to commit (r->writes holds the finish back meanwhile) */
         char pwhy[512];
-        x4_pay_result pr = x4_paystep_finish(s->pay, resp, pwhy, sizeof pwhy);
+        step_ctx *pc = ctx_new(r, i);
+        if (pc) r->writes++;
+        x4_pay_result pr = x4_paystep_finish(s->pay, resp, pwhy, sizeof pwhy, pc ? on_pay_recorded : NULL, pc);
         s->pay = NULL;
         int ok2xx = resp->status == X4_HTTPC_OK && resp->code >= 200 && resp->code < 300;
         if (pr == X4_PAY_REFUSED || (pr == X4_PAY_UNRESOLVED && !ok2xx)) {
@@ -552,8 +586,14 @@ static void on_http(const x4_httpc_resp *resp, void *ud) {
             step_fail(r, i, pwhy);
             goto out;
         }
+        paid_ok = pc != NULL;
     }
     x4_outcome oc = x4_adapter_http_classify(resp, &output, &retry_after, why, sizeof why);
+    if (oc == X4_OUT_OK && paid_ok) {
+        s->state = ST_WRITING;
+        s->settled_output = output; /* written by on_pay_recorded */
+        goto out;
+    }
     if (oc == X4_OUT_PAYMENT_REQUIRED && !r->failed) {
         s->paying = 1;
         step_ctx *pc = ctx_new(r, i);
@@ -569,11 +609,7 @@ static void on_http(const x4_httpc_resp *resp, void *ud) {
         oc = X4_OUT_FAIL;
     }
     if (oc == X4_OUT_OK) {
-        s->state = ST_WRITING;
-        s->output = output;
-        json_t *d = json_pack("{s:s, s:O, s:i, s:I}", "stepId", r->plan->steps[i].id, "output", output, "attempt",
-                              s->attempts, "durationMs", (json_int_t)((x4_mono_us() - s->t0_us) / 1000));
-        step_write(r, i, "succeeded", output, NULL, "step.completed", d, on_succeeded);
+        step_succeed(r, i, output);
     } else if (oc == X4_OUT_RETRY && !r->failed && s->attempts < r->e->cfg.retry_max_attempts) {
         step_retry(r, i, why, retry_after);
     } else {

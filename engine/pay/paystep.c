@@ -331,21 +331,35 @@ void x4_paystep_begin(x4_engine *e, const char *wf, const char *step, int attemp
 typedef struct {
     x4_engine *e;
     long long id;
+    void (*recorded)(void *ud);
+    void *ud;
 } rec_ctx;
 
 static void on_outcome(PGresult *res, const char *err, void *ud) {
     rec_ctx *r = ud;
     if (err) x4_error("pay", "payment %lld: could not record its outcome (%s); the reconciler will", r->id, err);
-    else x4_events_publish_rows(r->e, res);
+    else if (res) x4_events_publish_rows(r->e, res);
+    if (r->recorded) r->recorded(r->ud);
     free(r);
 }
 
-static void record_landed(x4_engine *e, long long id, const char *wf, const char *step, const char *tx,
-                          const char *status) {
+static rec_ctx *rec_new(x4_engine *e, long long id, void (*recorded)(void *), void *ud) {
     rec_ctx *r = calloc(1, sizeof *r);
-    if (!r) return;
+    if (!r) return NULL;
     r->e = e;
     r->id = id;
+    r->recorded = recorded;
+    r->ud = ud;
+    return r;
+}
+
+static void record_landed_then(x4_engine *e, long long id, const char *wf, const char *step, const char *tx,
+                               const char *status, void (*recorded)(void *), void *ud) {
+    rec_ctx *r = rec_new(e, id, recorded, ud);
+    if (!r) {
+        if (recorded) recorded(ud);
+        return;
+    }
     char pid[24];
     snprintf(pid, sizeof pid, "%lld", id);
     json_t *d = json_pack("{s:s, s:s}", "stepId", step, "transaction", tx ? tx : "");
@@ -361,12 +375,18 @@ static void record_landed(x4_engine *e, long long id, const char *wf, const char
     free(data);
 }
 
-static void record_absent(x4_engine *e, long long id, const char *wf, const char *step, const char *status,
-                          const char *why) {
-    rec_ctx *r = calloc(1, sizeof *r);
-    if (!r) return;
-    r->e = e;
-    r->id = id;
+static void record_landed(x4_engine *e, long long id, const char *wf, const char *step, const char *tx,
+                          const char *status) {
+    record_landed_then(e, id, wf, step, tx, status, NULL, NULL);
+}
+
+static void record_absent_then(x4_engine *e, long long id, const char *wf, const char *step, const char *status,
+                               const char *why, void (*recorded)(void *), void *ud) {
+    rec_ctx *r = rec_new(e, id, recorded, ud);
+    if (!r) {
+        if (recorded) recorded(ud);
+        return;
+    }
     char pid[24];
     snprintf(pid, sizeof pid, "%lld", id);
     json_t *d = json_pack("{s:s, s:s}", "stepId", step, "reason", why);
@@ -380,14 +400,22 @@ static void record_absent(x4_engine *e, long long id, const char *wf, const char
     free(data);
 }
 
-static void flag_refund(x4_engine *e, long long id, const char *note) {
+static void record_absent(x4_engine *e, long long id, const char *wf, const char *step, const char *status,
+                          const char *why) {
+    record_absent_then(e, id, wf, step, status, why, NULL, NULL);
+}
+
+static void flag_refund(x4_engine *e, long long id, const char *note, void (*recorded)(void *), void *ud) {
     char pid[24];
     snprintf(pid, sizeof pid, "%lld", id);
     const char *params[] = {pid, note};
-    x4_pg_query(e->pg, "SELECT x4_payment_refund_due($1::bigint, $2)", 2, params, NULL, NULL);
+    rec_ctx *r = rec_new(e, id, recorded, ud);
+    x4_pg_query(e->pg, "SELECT x4_payment_refund_due($1::bigint, $2)", 2, params, r ? on_outcome : NULL, r);
+    if (!r && recorded) recorded(ud);
 }
 
-x4_pay_result x4_paystep_finish(x4_paystep *ps, const x4_httpc_resp *resp, char *why, size_t whylen) {
+x4_pay_result x4_paystep_finish(x4_paystep *ps, const x4_httpc_resp *resp, char *why, size_t whylen,
+                                void (*recorded)(void *ud), void *ud) {
     x4_x402_settlement st;
     x4_x402_error xe;
     memset(&xe, 0, sizeof xe);
@@ -395,7 +423,7 @@ x4_pay_result x4_paystep_finish(x4_paystep *ps, const x4_httpc_resp *resp, char 
     x4_pay_result rc;
     switch (o) {
     case X4_X402_SETTLED:
-        record_landed(ps->e, ps->id, ps->wf, ps->step, st.transaction, "settled");
+        record_landed_then(ps->e, ps->id, ps->wf, ps->step, st.transaction, "settled", recorded, ud);
         snprintf(why, whylen, "settled in %s", st.transaction);
         rc = X4_PAY_SETTLED;
         break;
@@ -405,19 +433,25 @@ x4_pay_result x4_paystep_finish(x4_paystep *ps, const x4_httpc_resp *resp, char 
              * paid without a result. Never pay again; flag it for refund. */
             snprintf(why, whylen, "the service was paid (payment %lld landed) but gave no result on replay; refund due",
                      ps->id);
-            flag_refund(ps->e, ps->id, why);
+            flag_refund(ps->e, ps->id, why, recorded, ud);
             rc = X4_PAY_REFUSED;
             break;
         }
         /* A second 402: the facilitator never settled it, and without the facilitator's
          * fee-payer signature the transaction cannot land. */
         snprintf(why, whylen, "the service refused the payment: %s", xe.text[0] ? xe.text : st.error_reason);
-        record_absent(ps->e, ps->id, ps->wf, ps->step, "failed", why);
+        record_absent_then(ps->e, ps->id, ps->wf, ps->step, "failed", why, recorded, ud);
         rc = X4_PAY_REFUSED;
         break;
     default:
         snprintf(why, whylen, "payment outcome unknown (%s): %s; it will be reconciled on chain",
                  x4_x402_outcome_name(o), xe.text);
+        {
+            /* nothing to record: still answer asynchronously, through the pool */
+            rec_ctx *r = rec_new(ps->e, ps->id, recorded, ud);
+            if (r) x4_pg_query(ps->e->pg, "SELECT 1", 0, NULL, on_outcome, r);
+            else if (recorded) recorded(ud);
+        }
         rc = X4_PAY_UNRESOLVED;
         break;
     }

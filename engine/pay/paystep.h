@@ -51,8 +51,12 @@ const char *x4_paystep_header_name(const x4_paystep *ps);
 const char *x4_paystep_header_value(const x4_paystep *ps);
 /* The attempt whose Idempotency-Key the paid request must carry (a replay keeps the original). */
 int x4_paystep_attempt(const x4_paystep *ps);
-/* Reads the answer to the paid request (now), records its outcome (asynchronously) and frees ps. */
-x4_pay_result x4_paystep_finish(x4_paystep *ps, const x4_httpc_resp *resp, char *why, size_t whylen);
+/* Reads the answer to the paid request (now), records its outcome and frees ps. `recorded`
+ * runs once, later, when that record has committed (always, whatever the outcome), so the
+ * caller can make the step's own writes follow the charge: a workflow never completes before
+ * the charges of its steps are stored. */
+x4_pay_result x4_paystep_finish(x4_paystep *ps, const x4_httpc_resp *resp, char *why, size_t whylen,
+                                void (*recorded)(void *ud), void *ud);
 /* The run went away before the paid request was answered: the row stays for the reconciler. */
 void x4_paystep_drop(x4_paystep *ps);
 
