@@ -297,9 +297,17 @@ out:
     free(c);
 }
 
-/* Reads maxCost: a JSON number (at most 15 significant digits, so its decimal text is exact)
- * or a decimal string, parsed exactly to atomic units. */
-static int parse_amount(const json_t *v, uint64_t *out, const char **why) {
+/* A USDC amount as the API shows it: {"amount": "2.000000", "atomic": "2000000"}. */
+json_t *x4_api_money(uint64_t v) {
+    char amt[40], atomic[24];
+    x4_money_format(v, X4_USDC_DECIMALS, amt);
+    snprintf(atomic, sizeof atomic, "%llu", (unsigned long long)v);
+    return json_pack("{s:s, s:s}", "amount", amt, "atomic", atomic);
+}
+
+/* Reads an amount: a JSON number (at most 15 significant digits, so its decimal text is exact)
+ * or a decimal string, parsed exactly to atomic units; never above 2^63-1 (the ledger's range). */
+int x4_api_parse_amount(const json_t *v, uint64_t *out, const char **why) {
     char text[64];
     if (json_is_string(v)) {
         snprintf(text, sizeof text, "%s", json_string_value(v));
@@ -385,7 +393,7 @@ static void handle_create(api_ctx *c) {
     json_t *mc = json_object_get(body, "maxCost");
     if (mc && !json_is_null(mc)) {
         const char *why = NULL;
-        if (parse_amount(mc, &max_cost, &why) < 0) {
+        if (x4_api_parse_amount(mc, &max_cost, &why) < 0) {
             char p[120];
             snprintf(p, sizeof p, "%s (a USDC amount with at most 6 decimals)", why ? why : "invalid");
             x4_api_detail(details, "maxCost", p);

@@ -48,6 +48,8 @@ void x4_api_db_error(api_ctx *c, const char *err);
 api_ctx *x4_api_ctx_new(x4_engine *e, x4_req *req);
 void x4_api_detail(json_t *details, const char *field, const char *problem);
 int x4_api_valid_id(const char *s, size_t n);
+json_t *x4_api_money(uint64_t v);
+int x4_api_parse_amount(const json_t *v, uint64_t *out, const char **why);
 
 /* Escrow routes (http/escrow_api.c). */
 void x4_escrow_api_dispatch(api_ctx *c);

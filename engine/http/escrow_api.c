@@ -23,12 +23,6 @@
 void x4_escrow_deposit(api_ctx *c, const char *signature, int has_amount, uint64_t amount);
 void x4_escrow_withdraw(api_ctx *c, uint64_t amount);
 
-static json_t *money(long long v) {
-    char amt[40], atomic[24];
-    x4_money_format((uint64_t)v, X4_USDC_DECIMALS, amt);
-    snprintf(atomic, sizeof atomic, "%lld", v);
-    return json_pack("{s:s, s:s}", "amount", amt, "atomic", atomic);
-}
 
 /* Parses a JSON body that must be an object with only the given fields. NULL = answered. */
 static json_t *body_object(api_ctx *c, const char *const *fields) {
@@ -88,7 +82,7 @@ static void on_balance(PGresult *res, const char *err, void *ud) {
         long long a = x4_pg_ll(res, 0, "available", 0), h = x4_pg_ll(res, 0, "held", 0);
         json_t *j = json_pack("{s:b, s:s, s:s, s:s, s:{s:o, s:o, s:o}}", "success", 1, "userId", c->id, "wallet",
                               x4_pg_val(res, 0, "wallet"), "asset", c->e->cfg.escrow_asset, "balance", "available",
-                              money(a), "held", money(h), "total", money(a + h));
+                              x4_api_money((uint64_t)a), "held", x4_api_money((uint64_t)h), "total", x4_api_money((uint64_t)(a + h)));
         x4_req_respond_json(c->req, 200, j);
     }
     free(c);
@@ -115,7 +109,7 @@ static void on_created(PGresult *res, const char *err, void *ud) {
             long long a = x4_pg_ll(res, 0, "available", 0), h = x4_pg_ll(res, 0, "held", 0);
             json_t *j = json_pack("{s:b, s:b, s:s, s:s, s:{s:o, s:o, s:o}}", "success", 1, "created",
                                   created && created[0] == 't', "wallet", wallet, "asset", c->e->cfg.escrow_asset,
-                                  "balance", "available", money(a), "held", money(h), "total", money(a + h));
+                                  "balance", "available", x4_api_money((uint64_t)a), "held", x4_api_money((uint64_t)h), "total", x4_api_money((uint64_t)(a + h)));
             x4_req_respond_json(c->req, created && created[0] == 't' ? 201 : 200, j);
         }
     }
@@ -160,7 +154,7 @@ static void on_history(PGresult *res, const char *err, void *ud) {
     for (int i = 0; i < n && i < limit; i++) {
         json_t *it = json_pack("{s:I, s:s, s:o, s:o, s:o, s:s?, s:s?, s:s?, s:s?, s:s}", "id",
                                (json_int_t)x4_pg_ll(res, i, "id", 0), "kind", x4_pg_val(res, i, "kind"), "amount",
-                               money(x4_pg_ll(res, i, "amount", 0)), "availableDelta",
+                               x4_api_money((uint64_t)x4_pg_ll(res, i, "amount", 0)), "availableDelta",
                                json_integer(x4_pg_ll(res, i, "available_delta", 0)), "heldDelta",
                                json_integer(x4_pg_ll(res, i, "held_delta", 0)), "workflowId",
                                x4_pg_val(res, i, "workflow_id"), "stepId", x4_pg_val(res, i, "step_id"), "signature",
@@ -218,14 +212,8 @@ static void handle_deposit(api_ctx *c) {
     uint64_t amount = 0;
     json_t *a = json_object_get(b, "amount");
     const char *why = NULL;
-    if (a && !json_is_null(a)) {
-        char text[64] = "";
-        if (json_is_string(a)) snprintf(text, sizeof text, "%s", json_string_value(a));
-        else if (json_is_integer(a)) snprintf(text, sizeof text, "%" JSON_INTEGER_FORMAT, json_integer_value(a));
-        else if (json_is_real(a)) snprintf(text, sizeof text, "%.15g", json_real_value(a));
-        if (!text[0] || strchr(text, 'e') || x4_money_parse(text, X4_USDC_DECIMALS, &amount, &why) < 0)
-            x4_api_detail(d, "amount", why ? why : "expected a USDC amount (decimal string or number)");
-    }
+    if (a && !json_is_null(a) && x4_api_parse_amount(a, &amount, &why) < 0)
+        x4_api_detail(d, "amount", why ? why : "expected a USDC amount (decimal string or number)");
     if (json_array_size(d)) {
         x4_api_error(c->req, 400, "invalid request body", d);
         json_decref(b);
@@ -250,13 +238,9 @@ static void handle_withdraw(api_ctx *c) {
     json_t *a = json_object_get(b, "amount");
     uint64_t amount = 0;
     const char *why = NULL;
-    char text[64] = "";
-    if (json_is_string(a)) snprintf(text, sizeof text, "%s", json_string_value(a));
-    else if (json_is_integer(a)) snprintf(text, sizeof text, "%" JSON_INTEGER_FORMAT, json_integer_value(a));
-    else if (json_is_real(a)) snprintf(text, sizeof text, "%.15g", json_real_value(a));
+    int bad = !a || x4_api_parse_amount(a, &amount, &why) < 0 || amount == 0;
     json_decref(b);
-    if (!text[0] || strchr(text, 'e') || x4_money_parse(text, X4_USDC_DECIMALS, &amount, &why) < 0 || amount == 0 ||
-        amount > (uint64_t)INT64_MAX) {
+    if (bad) {
         json_t *d = json_array();
         x4_api_detail(d, "amount", why ? why : "required: a positive USDC amount (decimal string or number)");
         x4_api_error(c->req, 400, "invalid request body", d);

@@ -30,12 +30,6 @@
 #define CONFIRM_POLL_MS 300
 #define CONFIRM_TRIES 60
 
-static json_t *money(uint64_t v) {
-    char amt[40], atomic[24];
-    x4_money_format(v, X4_USDC_DECIMALS, amt);
-    snprintf(atomic, sizeof atomic, "%llu", (unsigned long long)v);
-    return json_pack("{s:s, s:s}", "amount", amt, "atomic", atomic);
-}
 
 static int chain_ready(api_ctx *c) {
     x4_escrow *x = c->e->escrow;
@@ -80,8 +74,8 @@ static void on_deposit_credited(PGresult *res, const char *err, void *ud) {
     }
     long long a = x4_pg_ll(res, 0, "available", 0), h = x4_pg_ll(res, 0, "held", 0);
     json_t *j = json_pack("{s:b, s:s, s:o, s:{s:o, s:o, s:o}}", "success", 1, "signature", d->sig, "credited",
-                          money(d->received), "balance", "available", money((uint64_t)a), "held", money((uint64_t)h),
-                          "total", money((uint64_t)(a + h)));
+                          x4_api_money(d->received), "balance", "available", x4_api_money((uint64_t)a), "held", x4_api_money((uint64_t)h),
+                          "total", x4_api_money((uint64_t)(a + h)));
     x4_req_respond_json(d->c->req, 200, j);
     free(d->c);
     free(d);
@@ -286,14 +280,14 @@ static void on_wd_status(const x4_rpc_sig_statuses *s, void *ud) {
         }
         if (!strcmp(st->confirmation_status, "confirmed") || !strcmp(st->confirmation_status, "finalized")) {
             wd_answer(w, 200, json_pack("{s:b, s:s, s:s, s:o, s:s}", "success", 1, "status", "confirmed", "signature",
-                                        w->sig, "amount", money(w->amount), "to", w->wallet));
+                                        w->sig, "amount", x4_api_money(w->amount), "to", w->wallet));
             wd_finish(w, 1, NULL);
             return;
         }
     }
     if (w->tries == 10)
         wd_answer(w, 202, json_pack("{s:b, s:s, s:s, s:o}", "success", 1, "status", "pending", "signature", w->sig,
-                                    "amount", money(w->amount)));
+                                    "amount", x4_api_money(w->amount)));
     if (!x4_rpc_get_block_height(w->e->rpc, on_wd_height, w)) wd_free(w);
 }
 
