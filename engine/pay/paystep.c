@@ -437,10 +437,18 @@ x4_pay_result x4_paystep_finish(x4_paystep *ps, const x4_httpc_resp *resp, char 
             rc = X4_PAY_REFUSED;
             break;
         }
-        /* A second 402: the facilitator never settled it, and without the facilitator's
-         * fee-payer signature the transaction cannot land. */
+        /* A second 402. Refused at verification (an `invalid_*` reason), the facilitator never
+         * sent it — and without the facilitator's fee-payer signature it cannot land: proven
+         * absent. Any other reason (a settle-stage failure) may come after the facilitator
+         * sent it: it stays `signed` for the reconciler. Either way the step pays nothing more. */
         snprintf(why, whylen, "the service refused the payment: %s", xe.text[0] ? xe.text : st.error_reason);
-        record_absent_then(ps->e, ps->id, ps->wf, ps->step, "failed", why, recorded, ud);
+        if (!strncmp(st.error_reason, "invalid_", 8)) {
+            record_absent_then(ps->e, ps->id, ps->wf, ps->step, "failed", why, recorded, ud);
+        } else {
+            rec_ctx *r = rec_new(ps->e, ps->id, recorded, ud);
+            if (r) x4_pg_query(ps->e->pg, "SELECT 1", 0, NULL, on_outcome, r);
+            else if (recorded) recorded(ud);
+        }
         rc = X4_PAY_REFUSED;
         break;
     default:

@@ -112,6 +112,88 @@ try {
     check('v1: paid 200 + X-PAYMENT-RESPONSE, exact amount', r.status === 200 && settle?.success && Array.isArray(body.alerts) && after - before === BigInt(s.amount), `tx ${settle?.transaction}`);
   }
 
+  // 3b. Idempotency-Key: a replay of a paid request (same key, same payment header) gets the stored
+  // answer and settlement back without verifying or settling again; another payment is a 409
+  {
+    const stats = async () => (await fetch(`${info.facilitatorUrl}/stats`)).json();
+    // a paying fetch that records the paid request it sent (the payment header in particular)
+    const recording = async (secretBase64) => {
+      const rec = { paid: null, onPaid: null };
+      const signer = await createKeyPairSignerFromBytes(Buffer.from(secretBase64, 'base64'));
+      const client = new x402Client()
+        .register(info.network, new ExactSvmScheme(signer, { rpcUrl: info.rpcUrl }))
+        .registerV1(info.networkV1, new ExactSvmSchemeV1(signer, { rpcUrl: info.rpcUrl }));
+      rec.fetch = wrapFetchWithPayment(async (req) => {
+        if (req.headers.get('payment-signature') || req.headers.get('x-payment')) { rec.paid = Object.fromEntries(req.headers); rec.onPaid?.(); }
+        return fetch(req);
+      }, client);
+      return rec;
+    };
+    const keyed = (key, extra = {}) => ({ 'content-type': 'application/json', 'idempotency-key': key, ...extra });
+    const replayCase = async (label, id, body, payHdr, setHdr) => {
+      const s = svc(id);
+      const rec = await recording(info.escrow.secretBase64);
+      const key = `wf_smoke_${id}:s1:1`;
+      const first = await rec.fetch(s.url, { method: 'POST', headers: keyed(key), body: JSON.stringify(body) });
+      const firstBody = await first.text();
+      const p0 = await tokenBalance(s.payToTokenAccount);
+      const e0 = await tokenBalance(escrowAta);
+      const st0 = await stats();
+      const again = await fetch(s.url, { method: 'POST', headers: keyed(key, { [payHdr]: rec.paid[payHdr] }), body: JSON.stringify(body) });
+      const againBody = await again.text();
+      const st1 = await stats();
+      check(`${label}: replay with the same key + payment gets the same answer and settlement, no verify/settle, no money moved`,
+        first.status === 200 && again.status === 200 && againBody === firstBody && !!first.headers.get(setHdr) &&
+        again.headers.get(setHdr) === first.headers.get(setHdr) && again.headers.get('idempotent-replayed') === 'true' &&
+        st1.verify === st0.verify && st1.settle === st0.settle &&
+        (await tokenBalance(s.payToTokenAccount)) === p0 && (await tokenBalance(escrowAta)) === e0,
+        `status ${first.status}/${again.status}, verify +${st1.verify - st0.verify}, settle +${st1.settle - st0.settle}`);
+      const none = await fetch(s.url, { method: 'POST', headers: keyed(key), body: JSON.stringify(body) });
+      const noneJ = await none.json().catch(() => null);
+      const other = await fetch(s.url, { method: 'POST', headers: keyed(key, { [payHdr]: Buffer.from('{"other":1}').toString('base64') }), body: JSON.stringify(body) });
+      const otherJ = await other.json().catch(() => null);
+      check(`${label}: the same key with a missing or different payment is a 409`,
+        none.status === 409 && noneJ?.error === 'idempotency key reused with a different payment' &&
+        other.status === 409 && otherJ?.error === 'idempotency key reused with a different payment', `${none.status} ${other.status}`);
+    };
+    await replayCase('idempotency v2 express', 'dex_volume', { chain: 'solana', days: 2 }, 'payment-signature', 'payment-response');
+    await replayCase('idempotency v2 hono', 'sentiment_analysis', { text: 'great gain' }, 'payment-signature', 'payment-response');
+    await replayCase('idempotency v1', 'whale_alerts', { chain: 'base' }, 'x-payment', 'x-payment-response');
+
+    // a paid request in flight whose caller hangs up (an engine killed mid-call): the service still
+    // settles once; the replay sent meanwhile waits for it and gets its answer
+    const s = svc('slow_report');
+    const p0 = await tokenBalance(s.payToTokenAccount);
+    const st0 = await stats();
+    const rec = await recording(info.escrow.secretBase64);
+    const paidSent = new Promise((r) => { rec.onPaid = r; });
+    const ac = new AbortController();
+    const key = 'wf_smoke_slow:s1:1';
+    const body = JSON.stringify({ title: 'slow', delayMs: 1500 });
+    const t0 = Date.now();
+    const firstP = rec.fetch(s.url, { method: 'POST', headers: keyed(key), body, signal: ac.signal }).then((r) => r.status, (e) => `aborted (${e.name})`);
+    await paidSent;
+    await new Promise((r) => setTimeout(r, 300));
+    ac.abort();
+    const firstOutcome = await firstP;
+    const again = await fetch(s.url, { method: 'POST', headers: keyed(key, { 'payment-signature': rec.paid['payment-signature'] }), body });
+    const againJ = await again.json().catch(() => null);
+    const waitedMs = Date.now() - t0;
+    const settle = again.headers.get('payment-response') ? decodePaymentResponseHeader(again.headers.get('payment-response')) : null;
+    const st1 = await stats();
+    const p1 = await tokenBalance(s.payToTokenAccount);
+    check('idempotency in flight: caller gone, the replay waits for the first request and gets its paid answer; paid exactly once',
+      String(firstOutcome).startsWith('aborted') && again.status === 200 && againJ?.title === 'slow' && settle?.success === true &&
+      again.headers.get('idempotent-replayed') === 'true' && waitedMs >= 1500 && p1 - p0 === BigInt(s.amount) &&
+      st1.settle === st0.settle + 1 && st1.verify === st0.verify + 1,
+      `first ${firstOutcome}, replay ${again.status} after ${waitedMs} ms, payTo +${p1 - p0}, settle +${st1.settle - st0.settle}`);
+
+    // no Idempotency-Key: the normal path (a bare request is a 402 even after the keyed ones)
+    const bare = await fetch(svc('dex_volume').url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ chain: 'solana', days: 2 }) });
+    await bare.text();
+    check('no Idempotency-Key: the normal x402 path (402)', bare.status === 402);
+  }
+
   // 4. a service that fails after verification is not charged
   {
     const s = svc('flaky_after_verify');

@@ -113,7 +113,8 @@ function whaleAlerts({ chain, minUsd = 1000000 }) {
 /**
  * Each service: id, server ("express" v2, "hono" v2, "v1" = x402-express), path, price ("$…"),
  * name, description, category, tags, capabilities, input/output JSON Schemas, example input, and
- * the handler. `fail: true` answers 500 after the payment was verified (so it must not settle).
+ * the handler. `fail: true` answers 500 after the payment was verified (so it must not settle);
+ * `delayMs(input)` makes the handler wait that long (after verification, before settlement).
  */
 export const SERVICES = [
   {
@@ -155,6 +156,14 @@ export const SERVICES = [
     input: { type: 'object', properties: { title: { type: 'string' }, trend: TREND, series: SERIES, prices: { type: 'array' } }, additionalProperties: false },
     output: { type: 'object', properties: { title: { type: 'string' }, report: { type: 'string' } } },
     example: { title: 'Weekly DEX report' }, run: report,
+  },
+  {
+    id: 'slow_report', server: 'express', price: '$0.001', category: 'test',
+    name: 'Slow report writer (paid)', description: 'The report writer, answering only after delayMs milliseconds (default 2000, at most 10000): a paid request stays in flight that long.',
+    tags: ['test', 'report', 'slow'], capabilities: ['slow-report'],
+    input: { type: 'object', properties: { title: { type: 'string' }, trend: TREND, series: SERIES, prices: { type: 'array' }, delayMs: { type: 'integer', minimum: 0, maximum: 10000, description: 'how long to wait before answering (ms); default 2000' } }, additionalProperties: false },
+    output: { type: 'object', properties: { title: { type: 'string' }, report: { type: 'string' } } },
+    example: { title: 'Slow report', delayMs: 2000 }, run: report, delayMs: (input) => input.delayMs ?? 2000,
   },
   {
     id: 'whale_alerts', server: 'v1', price: '$0.001', category: 'defi',

@@ -18,6 +18,7 @@ import { paymentMiddleware as v1Payment } from 'x402-express';
 import { Chain, startRpcServer } from './chain.mjs';
 import { makeWallet, ataOf, USDC_DEVNET_MINT, DEVNET_CAIP2 } from './solana.mjs';
 import { SERVICES, checkInput, InputError, priceAtomic, priceDecimal } from './catalog.mjs';
+import { IdempotencyStore, expressIdempotency, honoIdempotency } from './idempotency.mjs';
 
 const V1_NETWORK = 'solana-devnet';
 const SOL = 1_000_000_000n;
@@ -47,12 +48,16 @@ class Switchable {
   }
 }
 
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
 function svcHandler(svc) {
-  return (body) => {
+  return async (body) => {
     if (svc.fail) return { status: 500, body: { error: 'internal error: this service always fails after payment verification' } };
     try {
       checkInput(svc.input, body ?? {});
-      return { status: 200, body: svc.run(body) };
+      const out = svc.run(body);
+      if (svc.delayMs) await sleep(svc.delayMs(body)); // keeps going even if the caller hung up
+      return { status: 200, body: out };
     } catch (e) {
       if (e instanceof InputError) return { status: 400, body: { error: e.message } };
       return { status: 500, body: { error: String(e.message ?? e) } };
@@ -101,6 +106,9 @@ export async function startMarketplace({ stateDir, host = '127.0.0.1', portBase 
   const rpcServer = await startRpcServer(chain, { host, port: port(0) });
   const rpcUrl = `http://${host}:${rpcServer.address().port}`;
 
+  // Idempotency-Key stores of the paid servers (lib/idempotency.mjs), one per server
+  const idem = { express: new IdempotencyStore(), hono: new IdempotencyStore(), v1: new IdempotencyStore() };
+
   // ---- facilitator ---------------------------------------------------------------------------
   const feePayer = await createKeyPairSignerFromBytes(wallets.facilitator.secret);
   const svmSigner = toFacilitatorSvmSigner(feePayer, { defaultRpcUrl: rpcUrl });
@@ -132,7 +140,8 @@ export async function startMarketplace({ stateDir, host = '127.0.0.1', portBase 
       res.status(500).json({ error: String(e.message ?? e) });
     }
   });
-  fapp.get('/stats', (_req, res) => res.json(facCounters)); // test aid: how many /verify and /settle calls
+  // test aid: how many /verify and /settle calls, and what the services' Idempotency-Key stores did
+  fapp.get('/stats', (_req, res) => res.json({ ...facCounters, idempotency: Object.fromEntries(Object.entries(idem).map(([k, v]) => [k, v.stats])) }));
   let discoveryItems = [];
   fapp.get('/discovery/resources', (req, res) => {
     const limit = Math.max(1, Math.min(1000, Number(req.query.limit ?? 100) || 100));
@@ -159,10 +168,11 @@ export async function startMarketplace({ stateDir, host = '127.0.0.1', portBase 
   eServer.registerExtension?.(bazaarResourceServerExtension);
   const eRoutes = {};
   for (const s of SERVICES.filter((x) => x.server === 'express')) eRoutes[`POST /${s.id}`] = routeV2(s);
+  eapp.use(expressIdempotency(idem.express)); // before the payment middleware: a replay never reaches it
   eapp.use(expressPayment(eRoutes, eServer));
   for (const s of SERVICES.filter((x) => x.server === 'express')) {
     const h = svcHandler(s);
-    eapp.post(`/${s.id}`, (req, res) => { const r = h(req.body); res.status(r.status).json(r.body); });
+    eapp.post(`/${s.id}`, async (req, res) => { const r = await h(req.body); res.status(r.status).json(r.body); });
   }
   const eHttp = http.createServer(eapp);
   const expressUrl = `http://${host}:${await listen(eHttp, host, port(2))}`;
@@ -173,13 +183,14 @@ export async function startMarketplace({ stateDir, host = '127.0.0.1', portBase 
   hServer.registerExtension?.(bazaarResourceServerExtension);
   const hRoutes = {};
   for (const s of SERVICES.filter((x) => x.server === 'hono')) hRoutes[`POST /${s.id}`] = routeV2(s);
+  happ.use(honoIdempotency(idem.hono));
   happ.use(honoPayment(hRoutes, hServer));
   for (const s of SERVICES.filter((x) => x.server === 'hono')) {
     const h = svcHandler(s);
     happ.post(`/${s.id}`, async (c) => {
       let body;
       try { body = await c.req.json(); } catch { return c.json({ error: 'body must be JSON' }, 400); }
-      const r = h(body);
+      const r = await h(body);
       return c.json(r.body, r.status);
     });
   }
@@ -193,6 +204,7 @@ export async function startMarketplace({ stateDir, host = '127.0.0.1', portBase 
   // x402-express v1 (its facilitator path goes to our facilitator over HTTP)
   const v1app = express();
   v1app.use(express.json({ limit: '1mb' }));
+  v1app.use(expressIdempotency(idem.v1));
   for (const s of SERVICES.filter((x) => x.server === 'v1')) {
     v1app.use(v1Payment(payTo[s.id].owner, {
       [`POST /${s.id}`]: {
@@ -204,7 +216,7 @@ export async function startMarketplace({ stateDir, host = '127.0.0.1', portBase 
       },
     }, { url: facilitatorUrl }));
     const h = svcHandler(s);
-    v1app.post(`/${s.id}`, (req, res) => { const r = h(req.body); res.status(r.status).json(r.body); });
+    v1app.post(`/${s.id}`, async (req, res) => { const r = await h(req.body); res.status(r.status).json(r.body); });
   }
   const v1Http = http.createServer(v1app);
   const v1Url = `http://${host}:${await listen(v1Http, host, port(4))}`;
@@ -280,5 +292,5 @@ export async function startMarketplace({ stateDir, host = '127.0.0.1', portBase 
     await facSwitch.down();
     for (const s of [rpcServer, eHttp, v1Http, rHttp, happ._server]) await new Promise((r) => s.close(() => r())).catch(() => {});
   }
-  return { info, chain, stop, facCounters };
+  return { info, chain, stop, facCounters, idempotency: idem };
 }
