@@ -100,6 +100,13 @@ int x4_config_load(x4_config *c, char *err, size_t errlen) {
     if (env_url("SOLANA_RPC_URL", http, &c->solana_rpc_url, err, errlen) < 0) goto err;
     if (!c->solana_rpc_url) c->solana_rpc_url = strdup("https://api.devnet.solana.com");
 
+    const char *cm = env("SOLANA_COMMITMENT");
+    if (!cm) cm = "confirmed";
+    if (strcmp(cm, "processed") && strcmp(cm, "confirmed") && strcmp(cm, "finalized")) {
+        snprintf(err, errlen, "SOLANA_COMMITMENT: expected processed, confirmed or finalized, got '%.32s'", cm);
+        goto err;
+    }
+    c->commitment = strdup(cm);
     const char *net = env("NETWORK");
     if (!net) net = "devnet";
     if (strcmp(net, "devnet") && strcmp(net, "mainnet") && strcmp(net, "testnet") &&
@@ -176,6 +183,7 @@ void x4_config_free(x4_config *c) {
     free(c->anthropic_api_key);
     free(c->solana_rpc_url);
     free(c->network);
+    free(c->commitment);
     free(c->escrow_keypair);
     free(c->escrow_asset);
     free(c->catalog_file);

@@ -19,6 +19,7 @@ typedef struct {
     char *registry_url;         /* REGISTRY_URL: x402-upl registry base URL, optional */
     char *anthropic_api_key;    /* ANTHROPIC_API_KEY, optional (never logged) */
     char *solana_rpc_url;       /* SOLANA_RPC_URL, default https://api.devnet.solana.com */
+    char *commitment;           /* SOLANA_COMMITMENT: processed | confirmed | finalized, default confirmed */
     char *network;              /* NETWORK: devnet | mainnet | testnet | solana:<genesis>, default devnet */
     char *escrow_keypair;       /* ESCROW_KEYPAIR: base64 of 64 bytes (never logged) */
     char *escrow_asset;         /* ESCROW_ASSET: the mint held in escrow; default USDC of NETWORK */

@@ -137,7 +137,7 @@ int x4_engine_open(x4_engine *e, uv_loop_t *loop, const x4_engine_opts *opts, ch
         snprintf(err, errlen, "cannot initialise the HTTP client");
         return -1;
     }
-    e->rpc = x4_rpc_new(e->httpc, e->cfg.solana_rpc_url, "confirmed", 30000);
+    e->rpc = x4_rpc_new(e->httpc, e->cfg.solana_rpc_url, e->cfg.commitment, 30000);
     if (!e->rpc) {
         snprintf(err, errlen, "SOLANA_RPC_URL: cannot initialise the RPC client");
         return -1;

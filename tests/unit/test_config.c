@@ -5,7 +5,7 @@
 #include "core/config.h"
 #include "unit.h"
 
-static const char *const VARS[] = {"PORT", "DATABASE_URL", "REDIS_URL", "NETWORK", "ESCROW_KEYPAIR",
+static const char *const VARS[] = {"PORT", "DATABASE_URL", "REDIS_URL", "NETWORK", "ESCROW_KEYPAIR", "SOLANA_COMMITMENT",
                                    "LEASE_MS", "RETRY_FACTOR", "LOG_LEVEL", "REGISTRY_URL", NULL};
 
 static void clean(void) {
@@ -56,6 +56,10 @@ X4_TEST(bad_values_name_the_variable) {
     clean();
     setenv("LOG_LEVEL", "loud", 1);
     CHECK(load_err(err, sizeof err) == -1);
+    clean();
+    setenv("SOLANA_COMMITMENT", "eventually", 1);
+    CHECK(load_err(err, sizeof err) == -1);
+    CHECK(strncmp(err, "SOLANA_COMMITMENT:", 18) == 0);
     clean();
 }
 
