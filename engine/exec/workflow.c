@@ -8,6 +8,7 @@
 
 #include "core/log.h"
 #include "core/util.h"
+#include "exec/planning.h"
 #include "exec/sched.h"
 #include "pay/paystep.h"
 #include "plan/matcher.h"
@@ -86,24 +87,32 @@ static void plan_failed(x4_engine *e, const char *id, const char *why) {
     free(data);
 }
 
-static void on_plan_input(PGresult *res, const char *err, void *ud) {
-    wf_ctx *c = ud;
-    x4_engine *e = c->e;
-    json_t *plan_j = NULL, *errors = NULL, *norm = NULL;
-    x4_plan *plan = NULL;
-    char *text = NULL;
-    if (err || PQntuples(res) != 1) goto out;
-    const char *status = x4_pg_val(res, 0, "status"), *owner = x4_pg_val(res, 0, "lease_owner");
-    if (!status || strcmp(status, "planning") || !owner || strcmp(owner, e->owner)) goto out;
-    const char *input = x4_pg_val(res, 0, "input"), *mc = x4_pg_val(res, 0, "max_cost");
-    uint64_t max_cost = mc ? strtoull(mc, NULL, 10) : X4_NO_MAX_COST;
-    char why[512];
-    if (!e->catalog || x4_catalog_count(e->catalog) == 0) {
-        plan_failed(e, c->id, "no services are known: set CATALOG_FILE or REGISTRY_URL");
-        goto out;
+/* Stores a valid plan: planning -> awaiting_approval. */
+static void store_plan(x4_engine *e, const char *id, const x4_plan *plan, const char *planner) {
+    json_t *norm = x4_plan_to_json(plan);
+    char *text = norm ? json_dumps(norm, JSON_COMPACT) : NULL;
+    json_decref(norm);
+    wf_ctx *w = text ? ctx_new(e, id) : NULL;
+    if (!w) {
+        free(text);
+        return;
     }
+    char est[24], ttl[24];
+    snprintf(est, sizeof est, "%llu", (unsigned long long)plan->estimate);
+    snprintf(ttl, sizeof ttl, "%lld", (long long)e->cfg.approval_ttl_ms);
+    const char *params[] = {id, text, est, ttl, planner};
+    x4_pg_query(e->pg, "SELECT " X4_EV_COLS " FROM x4_wf_plan_ready($1, $2::jsonb, $3::bigint, $4::bigint, $5) e", 5,
+                params, on_published, w);
+    free(text);
+}
+
+/* The offline planner (synchronous, no network). */
+static void plan_offline(x4_engine *e, const char *id, const char *input, uint64_t max_cost) {
+    json_t *plan_j = NULL, *errors = NULL;
+    x4_plan *plan = NULL;
+    char why[512];
     if (x4_matcher_plan(e->catalog, input, max_cost, &plan_j, why, sizeof why) < 0) {
-        plan_failed(e, c->id, why);
+        plan_failed(e, id, why);
         goto out;
     }
     if (x4_plan_parse(plan_j, e->catalog, max_cost, &plan, &errors) < 0) {
@@ -111,26 +120,76 @@ static void on_plan_input(PGresult *res, const char *err, void *ud) {
         snprintf(why, sizeof why, "the planner produced no valid plan: %s: %s",
                  json_string_value(json_object_get(first, "field")) ?: "plan",
                  json_string_value(json_object_get(first, "problem")) ?: "invalid");
-        plan_failed(e, c->id, why);
+        plan_failed(e, id, why);
         goto out;
     }
-    norm = x4_plan_to_json(plan);
-    text = norm ? json_dumps(norm, JSON_COMPACT) : NULL;
-    if (!text) goto out;
-    char est[24], ttl[24];
-    snprintf(est, sizeof est, "%llu", (unsigned long long)plan->estimate);
-    snprintf(ttl, sizeof ttl, "%lld", (long long)e->cfg.approval_ttl_ms);
-    const char *params[] = {c->id, text, est, ttl, "offline"};
-    wf_ctx *w = ctx_new(e, c->id);
-    if (!w) goto out;
-    x4_pg_query(e->pg, "SELECT " X4_EV_COLS " FROM x4_wf_plan_ready($1, $2::jsonb, $3::bigint, $4::bigint, $5) e", 5,
-                params, on_published, w);
+    store_plan(e, id, plan, "offline");
 out:
-    free(text);
-    json_decref(norm);
     json_decref(plan_j);
     json_decref(errors);
     x4_plan_free(plan);
+}
+
+typedef struct {
+    x4_engine *e;
+    char id[96];
+    char *input;
+    uint64_t max_cost;
+} llm_ctx;
+
+static void on_llm_plan(x4_plan *plan, const char *why, const char *planner, int cancelled, void *ud) {
+    llm_ctx *q = ud;
+    x4_engine *e = q->e;
+    if (!cancelled && !e->stopping) {
+        if (plan) {
+            store_plan(e, q->id, plan, planner);
+        } else {
+            /* say why, then plan offline */
+            json_t *d = json_pack("{s:s, s:s}", "reason", why, "planner", planner);
+            char *data = json_dumps(d, JSON_COMPACT);
+            json_decref(d);
+            wf_ctx *w = data ? ctx_new(e, q->id) : NULL;
+            if (w) {
+                const char *params[] = {q->id, data};
+                x4_pg_query(e->pg, "SELECT " X4_EV_COLS " FROM x4_emit($1, 'workflow.planner_fallback', $2::jsonb) e",
+                            2, params, on_published, w);
+            }
+            free(data);
+            plan_offline(e, q->id, q->input, q->max_cost);
+        }
+    }
+    x4_plan_free(plan);
+    planning_del(q->id);
+    free(q->input);
+    free(q);
+}
+
+static void on_plan_input(PGresult *res, const char *err, void *ud) {
+    wf_ctx *c = ud;
+    x4_engine *e = c->e;
+    if (err || PQntuples(res) != 1) goto out;
+    const char *status = x4_pg_val(res, 0, "status"), *owner = x4_pg_val(res, 0, "lease_owner");
+    if (!status || strcmp(status, "planning") || !owner || strcmp(owner, e->owner)) goto out;
+    const char *input = x4_pg_val(res, 0, "input"), *mc = x4_pg_val(res, 0, "max_cost");
+    uint64_t max_cost = mc ? strtoull(mc, NULL, 10) : X4_NO_MAX_COST;
+    if (!e->catalog || x4_catalog_count(e->catalog) == 0) {
+        plan_failed(e, c->id, "no services are known: set CATALOG_FILE or REGISTRY_URL");
+        goto out;
+    }
+    if (x4_planning_llm_enabled()) {
+        llm_ctx *q = calloc(1, sizeof *q);
+        if (q && (q->input = strdup(input))) {
+            q->e = e;
+            q->max_cost = max_cost;
+            snprintf(q->id, sizeof q->id, "%s", c->id);
+            x4_planning_llm(e, input, max_cost, on_llm_plan, q); /* planning_del when it answers */
+            free(c);
+            return;
+        }
+        free(q);
+    }
+    plan_offline(e, c->id, input, max_cost);
+out:
     planning_del(c->id);
     free(c);
 }
@@ -212,6 +271,10 @@ static void expiry_tick(uv_timer_t *t) {
 }
 
 int x4_wf_open(x4_engine *e) {
+    char err[300];
+    if (x4_planning_open(e, err, sizeof err) < 0) {
+        x4_error("workflow", "%s; planning offline only", err);
+    }
     uint64_t lease_every = (uint64_t)(e->cfg.lease_ms / 3);
     uint64_t expiry_every = (uint64_t)(e->cfg.approval_ttl_ms / 4 < 1000 ? e->cfg.approval_ttl_ms / 4 : 1000);
     uv_timer_init(e->loop, &e->lease_timer);
@@ -223,6 +286,7 @@ int x4_wf_open(x4_engine *e) {
 }
 
 void x4_wf_close(x4_engine *e) {
+    x4_planning_close();
     while (g_planning) planning_del(g_planning->id);
     if (uv_is_active((uv_handle_t *)&e->lease_timer) || e->lease_timer.loop) {
         uv_timer_stop(&e->lease_timer);
