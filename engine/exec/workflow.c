@@ -1,11 +1,14 @@
 /* exec/workflow.c — see workflow.h. */
 #include "exec/workflow.h"
 
+#include <hiredis/hiredis.h>
 #include <libpq-fe.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bus/bus.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "exec/planning.h"
@@ -87,11 +90,94 @@ static void plan_failed(x4_engine *e, const char *id, const char *why) {
     free(data);
 }
 
-/* Stores a valid plan: planning -> awaiting_approval. */
-static void store_plan(x4_engine *e, const char *id, const x4_plan *plan, const char *planner) {
+/* ---- the plan cache (Redis) ----
+ * Key: BLAKE2b of the normalised task (lower case, single spaces), the catalog version, the
+ * maxCost and — unless PLAN_CACHE_SHARED=1 — the user. A hit is validated again against the
+ * current catalog (x4_plan_parse) before use. Identical requests plan once: the first takes
+ * `<key>:lock` (SET NX PX), the others poll the key for up to PLAN_CACHE_WAIT_MS and only then
+ * plan themselves. Redis down = no cache, never an error. */
+
+#define CACHE_POLL_MS 25
+
+typedef struct plan_job {
+    x4_engine *e;
+    char id[96];
+    char *input;
+    char *user;
+    uint64_t max_cost;
+    char key[96];          /* "" = no cache */
+    int lock_owned;
+    uint64_t waited_ms;
+    uv_timer_t *timer;
+} plan_job;
+
+static void job_free(plan_job *j) {
+    planning_del(j->id);
+    free(j->input);
+    free(j->user);
+    free(j);
+}
+
+static uint64_t cache_ttl_ms(void) {
+    const char *v = getenv("PLAN_CACHE_TTL_MS");
+    return v ? strtoull(v, NULL, 10) : 600000;
+}
+
+static void cache_key(x4_engine *e, const char *task, const char *user, uint64_t max_cost, char out[96]) {
+    crypto_generichash_state st;
+    unsigned char h[20];
+    crypto_generichash_init(&st, NULL, 0, sizeof h);
+    int space = 0, started = 0;
+    for (const char *p = task; *p; p++) { /* lower case, runs of blanks as one space, trimmed */
+        unsigned char ch = (unsigned char)*p;
+        if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r') {
+            space = started;
+            continue;
+        }
+        if (space) crypto_generichash_update(&st, (const unsigned char *)" ", 1);
+        space = 0;
+        started = 1;
+        unsigned char lc = (unsigned char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
+        crypto_generichash_update(&st, &lc, 1);
+    }
+    char extra[256];
+    const char *shared = getenv("PLAN_CACHE_SHARED");
+    snprintf(extra, sizeof extra, "|%s|%llu|%s", x4_catalog_version(e->catalog), (unsigned long long)max_cost,
+             shared && !strcmp(shared, "1") ? "*" : user);
+    crypto_generichash_update(&st, (const unsigned char *)extra, strlen(extra));
+    crypto_generichash_final(&st, h, sizeof h);
+    char hex[41];
+    sodium_bin2hex(hex, sizeof hex, h, sizeof h);
+    snprintf(out, 96, "x402r:plan:%s", hex);
+}
+
+static void cache_put(x4_engine *e, const char *key, const char *plan_text, const char *planner, int lock_owned) {
+    if (!key || !key[0] || !e->bus) return;
+    char val[64 + 8];
+    char ttl[24];
+    snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)cache_ttl_ms());
+    x4_buf b = {0};
+    if (x4_buf_printf(&b, "%s\n%s", planner, plan_text) == 0) {
+        const char *argv[] = {"SET", key, b.data, "PX", ttl};
+        size_t lens[] = {3, strlen(key), b.len, 2, strlen(ttl)};
+        x4_bus_command(e->bus, 5, argv, lens, NULL, NULL);
+    }
+    x4_buf_free(&b);
+    if (lock_owned) {
+        snprintf(val, sizeof val, "%s:lock", key);
+        const char *argv[] = {"DEL", val};
+        size_t lens[] = {3, strlen(val)};
+        x4_bus_command(e->bus, 2, argv, lens, NULL, NULL);
+    }
+}
+
+/* Stores a valid plan: planning -> awaiting_approval (and, given a key, caches it). */
+static void store_plan_cached(x4_engine *e, const char *id, const x4_plan *plan, const char *planner,
+                              const char *key, int lock_owned) {
     json_t *norm = x4_plan_to_json(plan);
     char *text = norm ? json_dumps(norm, JSON_COMPACT) : NULL;
     json_decref(norm);
+    if (text && strncmp(planner, "cache", 5) != 0) cache_put(e, key, text, planner, lock_owned);
     wf_ctx *w = text ? ctx_new(e, id) : NULL;
     if (!w) {
         free(text);
@@ -107,7 +193,8 @@ static void store_plan(x4_engine *e, const char *id, const x4_plan *plan, const 
 }
 
 /* The offline planner (synchronous, no network). */
-static void plan_offline(x4_engine *e, const char *id, const char *input, uint64_t max_cost) {
+static void plan_offline_cached(x4_engine *e, const char *id, const char *input, uint64_t max_cost, const char *key,
+                                int lock_owned) {
     json_t *plan_j = NULL, *errors = NULL;
     x4_plan *plan = NULL;
     char why[512];
@@ -123,45 +210,138 @@ static void plan_offline(x4_engine *e, const char *id, const char *input, uint64
         plan_failed(e, id, why);
         goto out;
     }
-    store_plan(e, id, plan, "offline");
+    store_plan_cached(e, id, plan, "offline", key, lock_owned);
 out:
     json_decref(plan_j);
     json_decref(errors);
     x4_plan_free(plan);
 }
 
-typedef struct {
-    x4_engine *e;
-    char id[96];
-    char *input;
-    uint64_t max_cost;
-} llm_ctx;
-
 static void on_llm_plan(x4_plan *plan, const char *why, const char *planner, int cancelled, void *ud) {
-    llm_ctx *q = ud;
-    x4_engine *e = q->e;
+    plan_job *j = ud;
+    x4_engine *e = j->e;
     if (!cancelled && !e->stopping) {
         if (plan) {
-            store_plan(e, q->id, plan, planner);
+            store_plan_cached(e, j->id, plan, planner, j->key, j->lock_owned);
         } else {
             /* say why, then plan offline */
             json_t *d = json_pack("{s:s, s:s}", "reason", why, "planner", planner);
             char *data = json_dumps(d, JSON_COMPACT);
             json_decref(d);
-            wf_ctx *w = data ? ctx_new(e, q->id) : NULL;
+            wf_ctx *w = data ? ctx_new(e, j->id) : NULL;
             if (w) {
-                const char *params[] = {q->id, data};
+                const char *params[] = {j->id, data};
                 x4_pg_query(e->pg, "SELECT " X4_EV_COLS " FROM x4_emit($1, 'workflow.planner_fallback', $2::jsonb) e",
                             2, params, on_published, w);
             }
             free(data);
-            plan_offline(e, q->id, q->input, q->max_cost);
+            plan_offline_cached(e, j->id, j->input, j->max_cost, j->key, j->lock_owned);
         }
     }
     x4_plan_free(plan);
-    planning_del(q->id);
-    free(q->input);
-    free(q);
+    job_free(j);
+}
+
+/* Plans for real (the cache missed, or there is none). */
+static void job_plan(plan_job *j) {
+    if (x4_planning_llm_enabled()) {
+        x4_planning_llm(j->e, j->input, j->max_cost, on_llm_plan, j);
+        return;
+    }
+    plan_offline_cached(j->e, j->id, j->input, j->max_cost, j->key, j->lock_owned);
+    job_free(j);
+}
+
+static void cache_get(plan_job *j);
+
+static void on_poll_timer(uv_timer_t *t) {
+    plan_job *j = t->data;
+    uv_close((uv_handle_t *)t, (uv_close_cb)free);
+    j->timer = NULL;
+    if (j->e->stopping) {
+        job_free(j);
+        return;
+    }
+    cache_get(j);
+}
+
+static void on_lock(redisReply *reply, const char *err, void *ud) {
+    plan_job *j = ud;
+    if (!err && reply && reply->type == REDIS_REPLY_STATUS) { /* OK: ours to plan */
+        j->lock_owned = 1;
+        job_plan(j);
+        return;
+    }
+    if (err || !reply || reply->type != REDIS_REPLY_NIL) { /* no Redis: no single-flight either */
+        j->key[0] = 0;
+        job_plan(j);
+        return;
+    }
+    /* someone else is planning it: wait for their answer */
+    const char *w = getenv("PLAN_CACHE_WAIT_MS");
+    uint64_t limit = w ? strtoull(w, NULL, 10) : 15000;
+    if (j->waited_ms >= limit) {
+        j->key[0] = 0;
+        job_plan(j);
+        return;
+    }
+    j->timer = malloc(sizeof *j->timer);
+    if (!j->timer) {
+        job_plan(j);
+        return;
+    }
+    uv_timer_init(j->e->loop, j->timer);
+    j->timer->data = j;
+    j->waited_ms += CACHE_POLL_MS;
+    uv_timer_start(j->timer, on_poll_timer, CACHE_POLL_MS, 0);
+}
+
+static void on_cached(redisReply *reply, const char *err, void *ud) {
+    plan_job *j = ud;
+    x4_engine *e = j->e;
+    if (!err && reply && reply->type == REDIS_REPLY_STRING) {
+        /* "<planner>\n<plan json>": validated again against the current catalog */
+        const char *nl = memchr(reply->str, '\n', reply->len);
+        json_error_t jerr;
+        json_t *pj = nl ? json_loadb(nl + 1, reply->len - (size_t)(nl + 1 - reply->str), 0, &jerr) : NULL;
+        x4_plan *plan = NULL;
+        json_t *errors = NULL;
+        if (pj && x4_plan_parse(pj, e->catalog, j->max_cost, &plan, &errors) == 0) {
+            char planner[80];
+            snprintf(planner, sizeof planner, "cache:%.*s", (int)(nl - reply->str) > 60 ? 60 : (int)(nl - reply->str),
+                     reply->str);
+            store_plan_cached(e, j->id, plan, planner, NULL, 0);
+            x4_plan_free(plan);
+            json_decref(pj);
+            job_free(j);
+            return;
+        }
+        json_decref(pj);
+        json_decref(errors);
+    }
+    if (err || !e->bus) { /* no Redis */
+        j->key[0] = 0;
+        job_plan(j);
+        return;
+    }
+    /* miss: try to become the one that plans it */
+    char lock[112], ms[16] = "60000";
+    snprintf(lock, sizeof lock, "%s:lock", j->key);
+    const char *argv[] = {"SET", lock, e->owner, "NX", "PX", ms};
+    size_t lens[] = {3, strlen(lock), strlen(e->owner), 2, 2, strlen(ms)};
+    x4_bus_command(e->bus, 6, argv, lens, on_lock, j);
+}
+
+static void cache_get(plan_job *j) {
+    x4_engine *e = j->e;
+    if (!j->key[0] || !e->bus || !x4_bus_healthy(e->bus)) {
+        j->key[0] = 0;
+        job_plan(j);
+        return;
+    }
+    const char *argv[] = {"GET", j->key};
+    size_t lens[] = {3, strlen(j->key)};
+    x4_bus_command(e->bus, 2, argv, lens, on_cached, j);
 }
 
 static void on_plan_input(PGresult *res, const char *err, void *ud) {
@@ -176,19 +356,22 @@ static void on_plan_input(PGresult *res, const char *err, void *ud) {
         plan_failed(e, c->id, "no services are known: set CATALOG_FILE or REGISTRY_URL");
         goto out;
     }
-    if (x4_planning_llm_enabled()) {
-        llm_ctx *q = calloc(1, sizeof *q);
-        if (q && (q->input = strdup(input))) {
-            q->e = e;
-            q->max_cost = max_cost;
-            snprintf(q->id, sizeof q->id, "%s", c->id);
-            x4_planning_llm(e, input, max_cost, on_llm_plan, q); /* planning_del when it answers */
-            free(c);
-            return;
+    plan_job *j = calloc(1, sizeof *j);
+    if (!j || !(j->input = strdup(input)) || !(j->user = strdup(x4_pg_val(res, 0, "user_id")))) {
+        if (j) {
+            free(j->input);
+            free(j);
         }
-        free(q);
+        goto out;
     }
-    plan_offline(e, c->id, input, max_cost);
+    j->e = e;
+    j->max_cost = max_cost;
+    snprintf(j->id, sizeof j->id, "%s", c->id);
+    const char *off = getenv("PLAN_CACHE");
+    if (!(off && !strcmp(off, "off"))) cache_key(e, input, j->user, max_cost, j->key);
+    free(c);
+    cache_get(j); /* planning_del when the job ends */
+    return;
 out:
     planning_del(c->id);
     free(c);
@@ -200,7 +383,7 @@ void x4_wf_plan(x4_engine *e, const char *id) {
     if (!c) return;
     planning_add(id);
     const char *params[] = {id};
-    x4_pg_query(e->pg, "SELECT status, lease_owner, input, max_cost FROM workflows WHERE id = $1", 1, params,
+    x4_pg_query(e->pg, "SELECT status, lease_owner, input, max_cost, user_id FROM workflows WHERE id = $1", 1, params,
                 on_plan_input, c);
 }
 
