@@ -6,7 +6,9 @@
 -- 429 are retried with exponential backoff and full jitter (AWS "full jitter": a uniform delay
 -- in [0, min(cap, base * 2^(attempt-1))]), never sooner than Retry-After; other 4xx and payment
 -- failures are final (the payment path reconciles with the chain before any retry of its own).
--- At most step.maxAttempts attempts (default 3). Edit the constants to tune.
+-- At most step.maxAttempts attempts (default 3). The engine passes its RETRY_BASE_MS,
+-- RETRY_FACTOR and RETRY_MAX_DELAY_MS as step.backoff {baseMs, factor, maxDelayMs}; the
+-- constants below apply when it does not. Edit them (or this function) to tune.
 
 local x = require "x402r"
 
@@ -36,7 +38,11 @@ function decide(step, err, attempt)
   if not ok then return x.giveup(why) end
   if attempt >= max then return x.giveup("gave up after " .. attempt .. " attempts") end
 
-  local ceiling = math.min(CAP_MS, BASE_MS * 2 ^ (attempt - 1))
+  local b = type(step) == "table" and step.backoff or nil
+  local base = tonumber(b and b.baseMs) or BASE_MS
+  local factor = tonumber(b and b.factor) or 2
+  local cap = tonumber(b and b.maxDelayMs) or CAP_MS
+  local ceiling = math.min(cap, base * factor ^ (attempt - 1))
   local delay = math.random(0, math.floor(ceiling))
   local retry_after = tonumber(err.retryAfterMs)
   if retry_after and retry_after > 0 then

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # scripts/npm-install.sh — install the Node dependencies of the integration tests (tests/) and
-# of the local x402 marketplace (examples/marketplace/), or of the folders given as arguments.
+# of the local x402 marketplace (examples/marketplace/) and of the BullMQ benchmark peer
+# (bench/throughput/), or of the folders given as arguments.
 #
 # Runs `npm ci` (or `npm install` when there is no package-lock.json) in each folder, but only when
 # its node_modules is missing or package.json / package-lock.json is newer than it. Quiet:
@@ -9,7 +10,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-if [ $# -eq 0 ]; then set -- tests examples/marketplace; fi
+if [ $# -eq 0 ]; then set -- tests examples/marketplace bench/throughput; fi
 for sub in "$@"; do
 (
 dir="$root/$sub"

@@ -80,6 +80,10 @@ int x4_config_load(x4_config *c, char *err, size_t errlen) {
     INT(ws_queue_max, "WS_QUEUE_MAX", 1024, 1, 1 << 20);
     INT(auth_cache_ms, "AUTH_CACHE_MS", 30000, 0, 3600000);
     INT(rate_limit_per_min, "RATE_LIMIT_PER_MIN", 1200, 0, 10000000);
+    INT(catalog_refresh_ms, "CATALOG_REFRESH_MS", 300000, 1000, 7LL * 24 * 3600 * 1000);
+    INT(catalog_cache_ttl_ms, "CATALOG_CACHE_TTL_MS", 900000, 1000, 7LL * 24 * 3600 * 1000);
+    INT(lua_mem_cap, "LUA_MEM_CAP", 64LL << 20, 1LL << 20, 16LL << 30);
+    INT(lua_budget, "LUA_BUDGET", 1000000, 1000, 1000000000000LL);
 #undef INT
     {
         const char *v = env("RETRY_FACTOR");
@@ -97,6 +101,7 @@ int x4_config_load(x4_config *c, char *err, size_t errlen) {
     if (env_url("DATABASE_URL", pg, &c->database_url, err, errlen) < 0) goto err;
     if (env_url("REDIS_URL", redis, &c->redis_url, err, errlen) < 0) goto err;
     if (env_url("REGISTRY_URL", http, &c->registry_url, err, errlen) < 0) goto err;
+    if (env_url("FACILITATOR_URL", http, &c->facilitator_url, err, errlen) < 0) goto err;
     if (env_url("SOLANA_RPC_URL", http, &c->solana_rpc_url, err, errlen) < 0) goto err;
     if (!c->solana_rpc_url) c->solana_rpc_url = strdup("https://api.devnet.solana.com");
 
@@ -180,6 +185,7 @@ void x4_config_free(x4_config *c) {
     free(c->database_url);
     free(c->redis_url);
     free(c->registry_url);
+    free(c->facilitator_url);
     free(c->anthropic_api_key);
     free(c->solana_rpc_url);
     free(c->network);

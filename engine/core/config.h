@@ -17,6 +17,9 @@ typedef struct {
     char *database_url;         /* DATABASE_URL; NULL = embedded private PostgreSQL */
     char *redis_url;            /* REDIS_URL; NULL = embedded private redis-server */
     char *registry_url;         /* REGISTRY_URL: x402-upl registry base URL, optional */
+    char *facilitator_url;      /* FACILITATOR_URL: x402 facilitator whose Bazaar (/discovery/resources) feeds the catalog, optional */
+    int64_t catalog_refresh_ms; /* CATALOG_REFRESH_MS: background refresh of the remote catalog, default 300000 */
+    int64_t catalog_cache_ttl_ms; /* CATALOG_CACHE_TTL_MS: the Redis copy of the remote catalog is fresh this long, default 900000 */
     char *anthropic_api_key;    /* ANTHROPIC_API_KEY, optional (never logged) */
     char *solana_rpc_url;       /* SOLANA_RPC_URL, default https://api.devnet.solana.com */
     char *commitment;           /* SOLANA_COMMITMENT: processed | confirmed | finalized, default confirmed */
@@ -30,6 +33,8 @@ typedef struct {
     char *catalog_file;         /* CATALOG_FILE, optional */
     char *policy_dir;           /* POLICY_DIR, default policies/ */
     char *plugin_dir;           /* PLUGIN_DIR, default plugins/ */
+    int64_t lua_mem_cap;        /* LUA_MEM_CAP: bytes for the whole Lua state, default 64 MiB */
+    int64_t lua_budget;         /* LUA_BUDGET: VM instructions per Lua call, default 1000000 */
     char *home;                 /* X402R_HOME, default ./.x402r */
     char *sql_dir;              /* X402R_SQL_DIR, default <source>/sql */
     int64_t approval_ttl_ms;    /* APPROVAL_TTL_MS, default 900000 (15 min) */

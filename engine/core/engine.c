@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "exec/httpc.h"
+#include "exec/policy.h"
 #include "exec/sched.h"
 #include "exec/workflow.h"
 #include "http/api.h"
@@ -26,55 +27,19 @@
 #include "pay/escrow.h"
 #include "pay/rpc.h"
 #include "plan/catalog.h"
+#include "plan/sources.h"
 #include "store/pg.h"
 
 void x4_sched_free(x4_engine *e);
 void x4_streams_free(x4_engine *e);
 
-static size_t on_body(char *p, size_t sz, size_t n, void *ud) {
-    x4_buf *b = ud;
-    if (b->len + sz * n > (32u << 20)) return 0;
-    return x4_buf_append(b, p, sz * n) < 0 ? 0 : sz * n;
-}
-
-/* Start-up only (blocking): the x402-upl registry's GET /services/discover. A registry that is
- * down or answers garbage is logged and skipped: the engine still starts on what it has. */
-static void load_registry(x4_engine *e) {
-    x4_buf url = {0}, body = {0};
-    CURL *c = curl_easy_init();
-    const char *base = e->cfg.registry_url;
-    size_t bl = strlen(base);
-    if (!c || x4_buf_printf(&url, "%.*s/services/discover", (int)(bl && base[bl - 1] == '/' ? bl - 1 : bl), base) < 0)
-        goto out;
-    curl_easy_setopt(c, CURLOPT_URL, url.data);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)e->cfg.connect_timeout_ms);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
-    CURLcode rc = curl_easy_perform(c);
-    long code = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-    if (rc != CURLE_OK || code != 200 || !body.data) {
-        char shown[256];
-        x4_url_redact(url.data, shown, sizeof shown);
-        x4_warn("catalog", "registry %s unavailable (%s, HTTP %ld); continuing without it", shown,
-                rc != CURLE_OK ? curl_easy_strerror(rc) : "bad status", code);
-        goto out;
-    }
-    json_error_t jerr;
-    json_t *j = json_loadb(body.data, body.len, 0, &jerr);
-    if (!j) {
-        x4_warn("catalog", "registry answer is not JSON (line %d: %s); skipped", jerr.line, jerr.text);
-        goto out;
-    }
-    int n = x4_catalog_add_registry(e->catalog, j, "registry");
-    json_decref(j);
-    x4_info("catalog", "%d services from the registry", n);
-out:
-    if (c) curl_easy_cleanup(c);
-    x4_buf_free(&url);
-    x4_buf_free(&body);
+/* SIGHUP: reload the Lua policies (exec/policy.h); a failure is logged and keeps the old set. */
+static void on_hup(uv_signal_t *s, int signum) {
+    (void)signum;
+    x4_engine *e = s->data;
+    char why[512];
+    x4_info("engine", "SIGHUP: reloading the policies");
+    x4_policy_reload(e, why, sizeof why);
 }
 
 static void on_signal(uv_signal_t *s, int signum) {
@@ -155,7 +120,11 @@ int x4_engine_open(x4_engine *e, uv_loop_t *loop, const x4_engine_opts *opts, ch
         }
         x4_info("catalog", "%d services from %s", n, e->cfg.catalog_file);
     }
-    if (e->cfg.registry_url) load_registry(e);
+    x4_sources_start(e);
+    if (x4_policy_open(e, why, sizeof why) < 0) {
+        snprintf(err, errlen, "%s", why);
+        return -1;
+    }
     if (x4_auth_open(e) < 0 || x4_sched_open(e) < 0 || x4_streams_open(e) < 0) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -176,6 +145,9 @@ int x4_engine_open(x4_engine *e, uv_loop_t *loop, const x4_engine_opts *opts, ch
     e->sig_int.data = e->sig_term.data = e;
     uv_signal_start(&e->sig_int, on_signal, SIGINT);
     uv_signal_start(&e->sig_term, on_signal, SIGTERM);
+    uv_signal_init(loop, &e->sig_hup);
+    e->sig_hup.data = e;
+    uv_signal_start(&e->sig_hup, on_hup, SIGHUP);
     signal(SIGPIPE, SIG_IGN);
     return 0;
 }
@@ -206,6 +178,7 @@ static void stop_clients(x4_engine *e) {
         uv_close((uv_handle_t *)&e->sig_int, NULL);
         uv_close((uv_handle_t *)&e->sig_term, NULL);
     }
+    if (e->sig_hup.loop && !uv_is_closing((uv_handle_t *)&e->sig_hup)) uv_close((uv_handle_t *)&e->sig_hup, NULL);
     static uv_timer_t grace;
     uv_timer_init(e->loop, &grace);
     uv_timer_start(&grace, on_grace, 10000, 0);
@@ -243,6 +216,7 @@ void x4_engine_stop(x4_engine *e, int exit_code) {
     x4_wf_close(e);
     x4_sched_close(e);
     x4_streams_close(e);
+    x4_sources_close(e);
     if (e->http) x4_http_close(e->http);
     e->http = NULL;
     if (!e->pg || !e->drive) {
@@ -270,6 +244,7 @@ int x4_engine_run(x4_engine *e) {
     x4_escrow_close(e);
     x4_sched_free(e);
     x4_streams_free(e);
+    x4_policy_close(e);
     if (e->catalog) x4_catalog_unref(e->catalog);
     e->catalog = NULL;
     if (e->embedded) x4_embedded_stop(e->embedded);

@@ -7,7 +7,7 @@
  * process after LEASE_MS), closes every handle and stops the private servers it started.
  *
  * The process identity `owner` ("host:pid:random") fences every write a workflow's driver
- * makes (DESIGN.md "Scale-out"). */
+ * makes (DESIGN.md "Scale-out"). SIGHUP reloads the Lua policies (exec/policy.h). */
 #ifndef X4_CORE_ENGINE_H
 #define X4_CORE_ENGINE_H
 
@@ -28,6 +28,7 @@ struct x4_streams;
 struct x4_auth;
 struct x4_escrow;
 struct x4_rpc;
+struct x4_lua_rt;
 
 #define X4_EVENTS_CHANNEL "x402r:events"
 #define X4_MAX_BODY (1u << 20)
@@ -68,8 +69,10 @@ typedef struct x4_engine {
     struct x4_auth *auth;
     struct x4_escrow *escrow;     /* the escrow wallet (pay/escrow.h) */
     struct x4_rpc *rpc;           /* Solana JSON-RPC (pay/rpc.h) */
+    struct x4_lua_rt *lua;        /* Lua policies and plugins (exec/policy.h) */
     x4_stats stats;
     uv_signal_t sig_int, sig_term;
+    uv_signal_t sig_hup;          /* reloads the Lua policies */
     uv_timer_t lease_timer, expiry_timer;
     int stopping;
     int exit_code;

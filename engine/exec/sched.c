@@ -17,12 +17,15 @@
 #include "core/util.h"
 #include "exec/adapter.h"
 #include "exec/httpc.h"
+#include "exec/policy.h"
 #include "pay/paystep.h"
 #include "plan/catalog.h"
 #include "plan/plan.h"
 #include "store/pg.h"
 
 #define BUCKETS 4096
+/* Attempts a step may spend waiting for an earlier payment to resolve on chain (about 2 s each). */
+#define X4_SCHED_MAX_PAYMENT_WAITS 100
 
 enum {
     ST_PENDING,   /* waiting for dependencies or a slot */
@@ -502,6 +505,50 @@ static void step_retry(x4_run *r, size_t i, const char *why, int64_t retry_after
     wake_starved(r->e);
 }
 
+/* The retry decision for a failed attempt (not a payment: those are never retried here). Built
+ * in: network errors, timeouts, 5xx and 429 are retried with backoff, everything else fails.
+ * retry.decide (POLICY_DIR/retry.lua) is asked about every network error, timeout and HTTP
+ * answer and wins — it may give up on a 5xx or retry a 4xx — except that RETRY_MAX_ATTEMPTS
+ * stays a hard bound; without the hook, or when the call fails (logged by the runtime with
+ * file:line), the built-in decision stands. */
+static void retry_decide(x4_run *r, size_t i, const x4_httpc_resp *resp, x4_outcome oc, const char *why,
+                         int64_t retry_after) {
+    step_rt *s = &r->st[i];
+    int builtin_retry = oc == X4_OUT_RETRY;
+    if (r->failed || s->attempts >= r->e->cfg.retry_max_attempts) {
+        step_fail(r, i, why);
+        return;
+    }
+    const char *cls = resp->status == X4_HTTPC_NETWORK ? "network"
+                      : resp->status == X4_HTTPC_TIMEOUT ? "timeout"
+                      : resp->status == X4_HTTPC_OK && resp->code > 0 && oc != X4_OUT_PAYMENT_REQUIRED ? "status"
+                                                                                                  : NULL;
+    if (cls) {
+        const x4_plan_step *st = &r->plan->steps[i];
+        x4_policy_err pe = {cls, resp->status == X4_HTTPC_OK ? resp->code : 0, retry_after, why};
+        int64_t delay = 0;
+        char reason[256];
+        int d = x4_policy_retry(r->e, st->id, st->service, s->inputs, r->e->cfg.retry_max_attempts, &pe, s->attempts,
+                                &delay, reason, sizeof reason);
+        if (d == X4_POLICY_RETRY) {
+            step_retry(r, i, why, delay);
+            return;
+        }
+        if (d == X4_POLICY_GIVEUP) {
+            if (builtin_retry) {
+                char msg[800];
+                snprintf(msg, sizeof msg, "%s (retry policy gave up: %s)", why, reason);
+                step_fail(r, i, msg);
+            } else {
+                step_fail(r, i, why);
+            }
+            return;
+        }
+    }
+    if (builtin_retry) step_retry(r, i, why, retry_after);
+    else step_fail(r, i, why);
+}
+
 /* The payment for a 402 is committed (or refused): send the request again with its header. */
 static void on_pay_ready(x4_paystep *ps, const char *why, int64_t retry_ms, void *ud) {
     step_ctx *c = ud;
@@ -513,8 +560,9 @@ static void on_pay_ready(x4_paystep *ps, const char *why, int64_t retry_ms, void
     }
     step_rt *s = &r->st[i];
     s->paying = 0;
-    if (!ps && retry_ms >= 0 && !r->failed) {
-        /* an earlier payment of this step is still unresolved on chain: wait, pay nothing */
+    if (!ps && retry_ms >= 0 && !r->failed && s->attempts < X4_SCHED_MAX_PAYMENT_WAITS) {
+        /* an earlier payment of this step is still unresolved on chain: wait, pay nothing
+         * (bounded: a payment that can never be proven absent must not wait forever) */
         step_retry(r, i, why, retry_ms);
         goto out;
     }
@@ -608,13 +656,8 @@ static void on_http(const x4_httpc_resp *resp, void *ud) {
         snprintf(why, sizeof why, "maxTime exceeded");
         oc = X4_OUT_FAIL;
     }
-    if (oc == X4_OUT_OK) {
-        step_succeed(r, i, output);
-    } else if (oc == X4_OUT_RETRY && !r->failed && s->attempts < r->e->cfg.retry_max_attempts) {
-        step_retry(r, i, why, retry_after);
-    } else {
-        step_fail(r, i, why);
-    }
+    if (oc == X4_OUT_OK) step_succeed(r, i, output);
+    else retry_decide(r, i, resp, oc, why, retry_after);
 out:
     ctx_done(c);
 }

@@ -6,6 +6,9 @@
  *   GET  /workflows/:id/stream?since=N            WebSocket (key also as ?access_token=)
  *   GET  /users/:userId/workflows?limit&cursor    newest first
  *   GET  /services?q&limit&offset                 the catalog
+ *   POST /admin/policies/reload                   admin key only (others: 403): reload the Lua
+ *                                                 policies; 200 {success, version} or 422
+ *                                                 {success:false, error} with the old set kept
  * Reads are single SQL statements that build the JSON in PostgreSQL; writes are the SQL
  * functions of sql/001_init.sql, whose event rows are published after they commit. */
 #define _GNU_SOURCE 1
@@ -22,6 +25,7 @@
 #include "bus/bus.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "exec/policy.h"
 #include "exec/sched.h"
 #include "exec/workflow.h"
 #include "http/auth.h"
@@ -33,6 +37,9 @@
 
 
 
+
+/* A route of this file only (not in api_internal.h's enum: no other route file serves it). */
+#define R_POLICY_RELOAD ((enum route)1000)
 
 /* ---- answers ---- */
 
@@ -119,6 +126,11 @@ static enum route match(const x4_req *r, char id[ID_MAX + 1], const char **want)
     if (k == 1 && seg_is(seg[0], len[0], "health")) return R_HEALTH;
     if (k == 1 && seg_is(seg[0], len[0], "metrics")) return R_METRICS;
     if (k == 1 && seg_is(seg[0], len[0], "services")) return R_SERVICES;
+    if (k == 3 && seg_is(seg[0], len[0], "admin") && seg_is(seg[1], len[1], "policies") &&
+        seg_is(seg[2], len[2], "reload")) {
+        *want = "POST";
+        return R_POLICY_RELOAD;
+    }
     if (k >= 2 && seg_is(seg[0], len[0], "workflows")) {
         if (k == 2 && seg_is(seg[1], len[1], "create")) {
             *want = "POST";
@@ -196,6 +208,7 @@ static void health_answer(api_ctx *c) {
             "stepsRunningHere", (json_int_t)x4_sched_running_steps(e), "errorRates", "http5xx",
             (double)e->stats.http_5xx / (double)reqs, "stepFailures", (double)e->stats.steps_failed / (double)steps,
             "websockets", (json_int_t)x4_streams_count(e));
+        if (j) json_object_set_new(j, "policies", x4_policy_describe(e));
         x4_req_respond_json(c->req, pg_ok && redis_ok ? 200 : 503, j);
         return;
     }
@@ -709,12 +722,37 @@ static void handle_stream(api_ctx *c) {
                 on_stream_owner, c);
 }
 
+/* ---- admin ---- */
+
+/* POST /admin/policies/reload: synchronous (a reload builds a fresh Lua state; policy files
+ * are small). A failed reload leaves the previous set and version in force. */
+static void handle_policy_reload(api_ctx *c) {
+    if (!c->who.admin) {
+        x4_api_error(c->req, 403, "an admin key is required", NULL);
+        free(c);
+        return;
+    }
+    char err[512];
+    if (x4_policy_reload(c->e, err, sizeof err) < 0) {
+        json_t *j = json_pack("{s:b, s:s, s:s}", "success", 0, "error", err, "version", x4_policy_version(c->e));
+        if (g_stats) g_stats->http_4xx++;
+        x4_req_respond_json(c->req, 422, j);
+    } else {
+        x4_req_respond_json(c->req, 200, json_pack("{s:b, s:s}", "success", 1, "version", x4_policy_version(c->e)));
+    }
+    free(c);
+}
+
 /* ---- dispatch ---- */
 
 static void dispatch(api_ctx *c) {
     if (c->e->stopping || !c->e->pg) {
         x4_api_error(c->req, 503, "shutting down", NULL);
         free(c);
+        return;
+    }
+    if (c->route == R_POLICY_RELOAD) {
+        handle_policy_reload(c);
         return;
     }
     switch (c->route) {
