@@ -3,7 +3,7 @@
  * Names follow the seed (PORT, DATABASE_URL, REDIS_URL, REGISTRY_URL, ANTHROPIC_API_KEY,
  * SOLANA_RPC_URL, NETWORK, ESCROW_KEYPAIR) plus x402r's own (CATALOG_FILE, POLICY_DIR,
  * PLUGIN_DIR, X402R_HOME and the tuning knobs below). A bad value is reported with the
- * variable's name and what was expected; the CLI exits with status 2. docs/configuration.md
+ * variable's name and what was expected; the CLI exits with status 2. README.md's Configuration table
  * is the table of record and must stay in step with x4_config_load(). */
 #ifndef X4_CORE_CONFIG_H
 #define X4_CORE_CONFIG_H

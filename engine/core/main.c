@@ -35,7 +35,7 @@ static const char *const USAGE =
     "  keys       manage API keys (keys create --user NAME [--admin])\n"
     "\n"
     "Options: --help, --version. Each command answers --help.\n"
-    "Configuration is read from the environment; see docs/configuration.md. Without DATABASE_URL\n"
+    "Configuration is read from the environment; see README.md (Configuration). Without DATABASE_URL\n"
     "and REDIS_URL the engine runs private PostgreSQL and Redis servers under X402R_HOME.\n";
 
 static int load_config(x4_config *cfg) {
