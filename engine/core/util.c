@@ -212,3 +212,17 @@ void x4_url_redact(const char *url, char *out, size_t outlen) {
     }
     snprintf(out, outlen, "%.*s***%s", (int)(host - url), url, at);
 }
+
+void x4_seterr(char *err, size_t errlen, const char *fmt, ...) {
+    if (!err || !errlen) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+uint64_t x4_hash_str(const char *s) {
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}

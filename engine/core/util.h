@@ -45,6 +45,11 @@ int x4_url_decode(const char *src, size_t n, char *out, size_t outlen);
  * Returns 1 if found, 0 if absent, -1 if malformed. */
 int x4_query_get(const char *query, size_t qlen, const char *name, char *out, size_t outlen);
 
+/* Writes a formatted reason into err (a no-op when err is NULL or errlen 0). */
+void x4_seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* FNV-1a over a NUL-terminated string: the hash of every chained table keyed by an id. */
+uint64_t x4_hash_str(const char *s);
+
 /* Copies a URL for logging with any user:password@ part replaced by "***@". */
 void x4_url_redact(const char *url, char *out, size_t outlen);
 

@@ -106,11 +106,7 @@ static void skip_one(x4_run *r, size_t k, const char *reason);
 
 /* ---- run table ---- */
 
-static unsigned bucket_of(const char *id) {
-    unsigned h = 2166136261u;
-    for (const char *p = id; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
-    return h % BUCKETS;
-}
+static unsigned bucket_of(const char *id) { return (unsigned)(x4_hash_str(id) % BUCKETS); }
 
 static x4_run *run_find(x4_engine *e, const char *id) {
     for (x4_run *r = e->sched->buckets[bucket_of(id)]; r; r = r->next)

@@ -60,11 +60,7 @@ static int parse_key(const char *key, size_t len, char id[ID_LEN + 1]) {
     return 0;
 }
 
-static unsigned slot_of(const char *id) {
-    unsigned h = 2166136261u;
-    for (const char *p = id; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
-    return h % SLOTS;
-}
+static unsigned slot_of(const char *id) { return (unsigned)(x4_hash_str(id) % SLOTS); }
 
 int x4_auth_open(x4_engine *e) {
     e->auth = calloc(1, sizeof *e->auth);

@@ -42,11 +42,7 @@ struct x4_streams {
     size_t count;
 };
 
-static unsigned bucket_of(const char *id) {
-    unsigned h = 2166136261u;
-    for (const char *p = id; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
-    return h % BUCKETS;
-}
+static unsigned bucket_of(const char *id) { return (unsigned)(x4_hash_str(id) % BUCKETS); }
 
 static void sub_unref(sub *s) {
     if (--s->refs == 0) free(s);

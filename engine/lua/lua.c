@@ -46,6 +46,7 @@
 #include <lualib.h>
 
 #include "core/log.h"
+#include "core/util.h"
 
 int luaopen_cjson_safe(lua_State *L); /* lua-cjson, linked with -llua5.1-cjson */
 
@@ -83,15 +84,6 @@ struct x4_lua_rt {
     lstate *cur;
     int in_call;
 };
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---------- allocator and hook ---------- */
 
@@ -790,7 +782,7 @@ static void state_free(lstate *st) {
 static lstate *state_new(x4_lua_rt *rt, char *err, size_t errlen) {
     lstate *st = calloc(1, sizeof *st);
     if (!st) {
-        seterr(err, errlen, "out of memory");
+        x4_seterr(err, errlen, "out of memory");
         return NULL;
     }
     st->rt = rt;
@@ -799,17 +791,17 @@ static lstate *state_new(x4_lua_rt *rt, char *err, size_t errlen) {
     st->ref_msgh = st->ref_tramp = st->ref_viewmt = LUA_NOREF;
     st->L = lua_newstate(l_alloc, st);
     if (!st->L) {
-        seterr(err, errlen, "cannot create a Lua state");
+        x4_seterr(err, errlen, "cannot create a Lua state");
         goto err;
     }
     if (lua_cpcall(st->L, init_state, st)) {
-        seterr(err, errlen, "cannot initialise the Lua state: %s", lua_tostring(st->L, -1));
+        x4_seterr(err, errlen, "cannot initialise the Lua state: %s", lua_tostring(st->L, -1));
         goto err;
     }
     lua_pushcfunction(st->L, trampoline);
     st->ref_tramp = luaL_ref(st->L, LUA_REGISTRYINDEX);
     if (st->ref_tramp == LUA_REFNIL || st->ref_tramp == LUA_NOREF) {
-        seterr(err, errlen, "cannot register the trampoline");
+        x4_seterr(err, errlen, "cannot register the trampoline");
         goto err;
     }
     return st;
@@ -845,13 +837,13 @@ static int run_protected(lstate *st, int (*fn)(lua_State *, void *), void *ud, i
     }
     const char *where = st->where[0] ? st->where : (fallback_where ? fallback_where : "?");
     if (st->abort == ABORT_BUDGET) {
-        seterr(err, errlen, "%s: instruction budget exceeded (%llu instructions)", where,
+        x4_seterr(err, errlen, "%s: instruction budget exceeded (%llu instructions)", where,
                (unsigned long long)st->budget);
     } else if (st->abort == ABORT_MEM || status == LUA_ERRMEM) {
-        seterr(err, errlen, "%s: not enough memory (cap %zu bytes)", where, st->cap);
+        x4_seterr(err, errlen, "%s: not enough memory (cap %zu bytes)", where, st->cap);
     } else {
         const char *m = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-        seterr(err, errlen, "%s", m ? m : "unknown error");
+        x4_seterr(err, errlen, "%s", m ? m : "unknown error");
     }
     st->abort = ABORT_NONE;
     lua_settop(L, 0);
@@ -965,7 +957,7 @@ static json_t *table_to_json(lua_State *L, int t, int depth, conv *c) {
             klen = strlen(kb);
         } else {
             lua_pop(L, 2);
-            seterr(c->why, sizeof c->why, "a %s key cannot be a JSON object key", luaL_typename(L, -2));
+            x4_seterr(c->why, sizeof c->why, "a %s key cannot be a JSON object key", luaL_typename(L, -2));
             goto err;
         }
         path_push(c, &mark, ".%.*s", (int)(klen > 40 ? 40 : klen), k);
@@ -977,14 +969,14 @@ static json_t *table_to_json(lua_State *L, int t, int depth, conv *c) {
         c->path[mark] = 0;
         if (json_object_setn_new(out, k, klen, x)) {
             lua_pop(L, 2);
-            seterr(c->why, sizeof c->why, "a key is not valid UTF-8");
+            x4_seterr(c->why, sizeof c->why, "a key is not valid UTF-8");
             goto err;
         }
         lua_pop(L, 1);
     }
     return out;
 oom:
-    seterr(c->why, sizeof c->why, "out of memory");
+    x4_seterr(c->why, sizeof c->why, "out of memory");
 err:
     json_decref(out);
     return NULL;
@@ -993,15 +985,15 @@ err:
 /* Converts the Lua value at idx; NULL with c->why/c->path on failure. No Lua allocation. */
 static json_t *to_json(lua_State *L, int idx, int depth, conv *c) {
     if (++c->nodes > MAX_NODES) {
-        seterr(c->why, sizeof c->why, "more than %d values", MAX_NODES);
+        x4_seterr(c->why, sizeof c->why, "more than %d values", MAX_NODES);
         return NULL;
     }
     if (depth > MAX_DEPTH) {
-        seterr(c->why, sizeof c->why, "nested more than %d deep (a cycle?)", MAX_DEPTH);
+        x4_seterr(c->why, sizeof c->why, "nested more than %d deep (a cycle?)", MAX_DEPTH);
         return NULL;
     }
     if (!lua_checkstack(L, 4)) {
-        seterr(c->why, sizeof c->why, "stack overflow");
+        x4_seterr(c->why, sizeof c->why, "stack overflow");
         return NULL;
     }
     json_t *v = NULL;
@@ -1011,7 +1003,7 @@ static json_t *to_json(lua_State *L, int idx, int depth, conv *c) {
     case LUA_TNUMBER: {
         double d = lua_tonumber(L, idx);
         if (isnan(d) || isinf(d)) {
-            seterr(c->why, sizeof c->why, "NaN or infinity is not JSON");
+            x4_seterr(c->why, sizeof c->why, "NaN or infinity is not JSON");
             return NULL;
         }
         v = d == floor(d) && fabs(d) <= 9007199254740992.0 ? json_integer((json_int_t)d) : json_real(d);
@@ -1021,7 +1013,7 @@ static json_t *to_json(lua_State *L, int idx, int depth, conv *c) {
         size_t n;
         const char *s = lua_tolstring(L, idx, &n);
         if (!(v = json_stringn(s, n))) {
-            seterr(c->why, sizeof c->why, "string is not valid UTF-8");
+            x4_seterr(c->why, sizeof c->why, "string is not valid UTF-8");
             return NULL;
         }
         break;
@@ -1031,7 +1023,7 @@ static json_t *to_json(lua_State *L, int idx, int depth, conv *c) {
             v = json_null();
             break;
         }
-        seterr(c->why, sizeof c->why, "cannot convert a userdata value");
+        x4_seterr(c->why, sizeof c->why, "cannot convert a userdata value");
         return NULL;
     case LUA_TTABLE: return table_to_json(L, idx, depth, c);
     case LUA_TUSERDATA:
@@ -1042,9 +1034,9 @@ static json_t *to_json(lua_State *L, int idx, int depth, conv *c) {
             return v;
         }
         /* fall through */
-    default: seterr(c->why, sizeof c->why, "cannot convert a %s value", luaL_typename(L, idx)); return NULL;
+    default: x4_seterr(c->why, sizeof c->why, "cannot convert a %s value", luaL_typename(L, idx)); return NULL;
     }
-    if (!v) seterr(c->why, sizeof c->why, "out of memory");
+    if (!v) x4_seterr(c->why, sizeof c->why, "out of memory");
     return v;
 }
 
@@ -1059,7 +1051,7 @@ static const char *action_of(const json_t *r) {
 static int check_int_range(const json_t *r, const char *field, json_int_t lo, json_int_t hi, char *why, size_t n) {
     json_t *v = json_object_get(r, field);
     if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
-        seterr(why, n, "%s must be an integer in %lld..%lld", field, (long long)lo, (long long)hi);
+        x4_seterr(why, n, "%s must be an integer in %lld..%lld", field, (long long)lo, (long long)hi);
         return -1;
     }
     return 0;
@@ -1068,7 +1060,7 @@ static int check_int_range(const json_t *r, const char *field, json_int_t lo, js
 static int check_reason(const json_t *r, int required, char *why, size_t n) {
     json_t *v = json_object_get(r, "reason");
     if ((!v && !required) || (json_is_string(v) && json_string_length(v) > 0)) return 0;
-    seterr(why, n, "reason must be a non-empty string");
+    x4_seterr(why, n, "reason must be a non-empty string");
     return -1;
 }
 
@@ -1076,7 +1068,7 @@ static int v_retry(json_t **res, const json_t *args, char *why, size_t n) {
     const char *a = action_of(*res);
     if (a && strcmp(a, "retry") == 0) return check_int_range(*res, "delayMs", 0, 86400000, why, n);
     if (a && strcmp(a, "giveup") == 0) return check_reason(*res, 1, why, n);
-    seterr(why, n, "expected {action=\"retry\", delayMs=...} or {action=\"giveup\", reason=...}");
+    x4_seterr(why, n, "expected {action=\"retry\", delayMs=...} or {action=\"giveup\", reason=...}");
     return -1;
 }
 
@@ -1086,7 +1078,7 @@ static int v_approval(json_t **res, const json_t *args, char *why, size_t n) {
     if (a && strcmp(a, "manual") == 0)
         return check_int_range(*res, "expiresMs", 1000, 7LL * 86400000, why, n) || check_reason(*res, 0, why, n) ? -1 : 0;
     if (a && strcmp(a, "deny") == 0) return check_reason(*res, 1, why, n);
-    seterr(why, n, "expected {action=\"auto\"|\"manual\"|\"deny\", ...}");
+    x4_seterr(why, n, "expected {action=\"auto\"|\"manual\"|\"deny\", ...}");
     return -1;
 }
 
@@ -1096,7 +1088,7 @@ static int v_rollback(json_t **res, const json_t *args, char *why, size_t n) {
     size_t i, j;
     json_t *c;
     if (!json_is_array(*res)) {
-        seterr(why, n, "expected a list of compensations");
+        x4_seterr(why, n, "expected a list of compensations");
         return -1;
     }
     json_array_foreach(*res, i, c) {
@@ -1105,28 +1097,28 @@ static int v_rollback(json_t **res, const json_t *args, char *why, size_t n) {
         const char *method = json_string_value(json_object_get(c, "method"));
         int known = !json_is_array(steps), okm = 0;
         if (!json_is_object(c) || !step || !url) {
-            seterr(why, n, "[%zu] must be {step=..., url=..., method=...}", i + 1);
+            x4_seterr(why, n, "[%zu] must be {step=..., url=..., method=...}", i + 1);
             return -1;
         }
         if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
-            seterr(why, n, "[%zu].url must be an http(s) URL", i + 1);
+            x4_seterr(why, n, "[%zu].url must be an http(s) URL", i + 1);
             return -1;
         }
         for (j = 0; method && methods[j]; j++) okm |= strcmp(method, methods[j]) == 0;
         if (!okm) {
-            seterr(why, n, "[%zu].method must be GET, POST, PUT, PATCH or DELETE", i + 1);
+            x4_seterr(why, n, "[%zu].method must be GET, POST, PUT, PATCH or DELETE", i + 1);
             return -1;
         }
         json_t *s;
         if (!known) json_array_foreach(steps, j, s) known |= json_is_string(json_object_get(s, "id")) &&
                                                               strcmp(json_string_value(json_object_get(s, "id")), step) == 0;
         if (!known) {
-            seterr(why, n, "[%zu].step '%s' is not a step of the workflow", i + 1, step);
+            x4_seterr(why, n, "[%zu].step '%s' is not a step of the workflow", i + 1, step);
             return -1;
         }
         for (j = 0; j < i; j++)
             if (strcmp(json_string_value(json_object_get(json_array_get(*res, j), "step")), step) == 0) {
-                seterr(why, n, "step '%s' is compensated twice", step);
+                x4_seterr(why, n, "step '%s' is compensated twice", step);
                 return -1;
             }
     }
@@ -1140,32 +1132,32 @@ static int v_matching(json_t **res, const json_t *args, char *why, size_t n) {
     json_t *out = json_array(), *c;
     size_t i, j;
     if (!out) {
-        seterr(why, n, "out of memory");
+        x4_seterr(why, n, "out of memory");
         return -1;
     }
     if (!json_is_array(*res)) {
-        seterr(why, n, "expected a list of candidates");
+        x4_seterr(why, n, "expected a list of candidates");
         goto err;
     }
     json_array_foreach(*res, i, c) {
         const char *id = json_is_string(c) ? json_string_value(c) : json_string_value(json_object_get(c, "id"));
         json_t *orig = NULL, *x;
         if (!id) {
-            seterr(why, n, "[%zu] must be a candidate (with an id)", i + 1);
+            x4_seterr(why, n, "[%zu] must be a candidate (with an id)", i + 1);
             goto err;
         }
         json_array_foreach(cands, j, x) if (!orig && json_is_string(json_object_get(x, "id")) &&
                                             strcmp(json_string_value(json_object_get(x, "id")), id) == 0) orig = x;
         if (!orig) {
-            seterr(why, n, "[%zu] '%s' is not one of the candidates", i + 1, id);
+            x4_seterr(why, n, "[%zu] '%s' is not one of the candidates", i + 1, id);
             goto err;
         }
         json_array_foreach(out, j, x) if (x == orig) {
-            seterr(why, n, "'%s' is listed twice", id);
+            x4_seterr(why, n, "'%s' is listed twice", id);
             goto err;
         }
         if (json_array_append(out, orig)) {
-            seterr(why, n, "out of memory");
+            x4_seterr(why, n, "out of memory");
             goto err;
         }
     }
@@ -1233,11 +1225,11 @@ static int do_call(x4_lua_rt *rt, int kind, const char *file, const char *fn, co
     char msg[1024];
     *result = NULL;
     if (!st) {
-        seterr(err, errlen, "%s: no policies loaded", label);
+        x4_seterr(err, errlen, "%s: no policies loaded", label);
         return 1;
     }
     if (rt->in_call) {
-        seterr(err, errlen, "%s: re-entrant Lua call refused", label);
+        x4_seterr(err, errlen, "%s: re-entrant Lua call refused", label);
         return -1;
     }
     struct call_job c = {.kind = kind, .file = file, .fn = fn, .args = args};
@@ -1247,7 +1239,7 @@ static int do_call(x4_lua_rt *rt, int kind, const char *file, const char *fn, co
     rt->in_call = 0;
     if (rc == 0 && c.missing) {
         lua_settop(st->L, 0);
-        seterr(err, errlen, "%s: not defined", label);
+        x4_seterr(err, errlen, "%s: not defined", label);
         return 1;
     }
     if (rc == 0) {
@@ -1281,7 +1273,7 @@ static int do_call(x4_lua_rt *rt, int kind, const char *file, const char *fn, co
             snprintf(msg + ml, sizeof msg - ml, " (in the hook defined at %s)", c.fnwhere);
         }
         x4_warn("lua", "%s failed: %s", label, msg);
-        seterr(err, errlen, "%s: %s", label, msg);
+        x4_seterr(err, errlen, "%s: %s", label, msg);
         return -1;
     }
     return 0;
@@ -1301,7 +1293,7 @@ int x4_lua_call(x4_lua_rt *rt, const char *hook, const json_t *args, json_t **re
     const char *fn;
     *result = NULL;
     if (split_hook(hook, file, sizeof file, &fn)) {
-        seterr(err, errlen, "bad hook name '%s' (expected FILE.FUNCTION)", hook ? hook : "(null)");
+        x4_seterr(err, errlen, "bad hook name '%s' (expected FILE.FUNCTION)", hook ? hook : "(null)");
         return -1;
     }
     return do_call(rt, KIND_POLICY, file, fn, hook, args, result, err, errlen);
@@ -1312,7 +1304,7 @@ int x4_lua_call_plugin(x4_lua_rt *rt, const char *plugin, const char *fn, const 
     char label[300];
     *result = NULL;
     if (!plugin || !fn) {
-        seterr(err, errlen, "plugin and function names are required");
+        x4_seterr(err, errlen, "plugin and function names are required");
         return -1;
     }
     snprintf(label, sizeof label, "plugins/%s.%s", plugin, fn);
@@ -1375,20 +1367,20 @@ static int read_file(const char *path, char **out, size_t *len, char *err, size_
     char *buf = NULL;
     struct stat sb;
     if (!f || fstat(fileno(f), &sb) != 0) {
-        seterr(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        x4_seterr(err, errlen, "cannot read %s: %s", path, strerror(errno));
         goto err;
     }
     if ((size_t)sb.st_size > MAX_FILE_BYTES) {
-        seterr(err, errlen, "%s is larger than %zu bytes", path, MAX_FILE_BYTES);
+        x4_seterr(err, errlen, "%s is larger than %zu bytes", path, MAX_FILE_BYTES);
         goto err;
     }
     if (!(buf = malloc((size_t)sb.st_size + 1))) {
-        seterr(err, errlen, "out of memory");
+        x4_seterr(err, errlen, "out of memory");
         goto err;
     }
     *len = fread(buf, 1, (size_t)sb.st_size, f);
     if (*len != (size_t)sb.st_size) {
-        seterr(err, errlen, "cannot read %s", path);
+        x4_seterr(err, errlen, "cannot read %s", path);
         goto err;
     }
     fclose(f);
@@ -1408,7 +1400,7 @@ static int scan_dir(load_set *set, int kind, const char *dir, char *err, size_t 
             x4_warn("lua", "%s directory %s does not exist: none loaded", kind_prefix[kind], dir);
             return 0;
         }
-        seterr(err, errlen, "cannot open %s: %s", dir, strerror(errno));
+        x4_seterr(err, errlen, "cannot open %s: %s", dir, strerror(errno));
         return -1;
     }
     while ((e = readdir(d))) {
@@ -1416,7 +1408,7 @@ static int scan_dir(load_set *set, int kind, const char *dir, char *err, size_t 
         srcfile *f;
         if (!valid_file_name(e->d_name)) continue;
         if (set->n >= MAX_FILES) {
-            seterr(err, errlen, "more than %d Lua files", MAX_FILES);
+            x4_seterr(err, errlen, "more than %d Lua files", MAX_FILES);
             goto err;
         }
         f = &set->files[set->n];
@@ -1512,11 +1504,11 @@ int x4_lua_reload(x4_lua_rt *rt, char *err, size_t errlen) {
     char msg[1024];
     int rc = -1;
     if (rt->in_call) {
-        seterr(err, errlen, "reload refused during a Lua call");
+        x4_seterr(err, errlen, "reload refused during a Lua call");
         return -1;
     }
     if (!(set.files = calloc(MAX_FILES, sizeof *set.files))) {
-        seterr(err, errlen, "out of memory");
+        x4_seterr(err, errlen, "out of memory");
         goto done;
     }
     if (scan_dir(&set, KIND_POLICY, rt->dirs[0], err, errlen) || scan_dir(&set, KIND_PLUGIN, rt->dirs[1], err, errlen))
@@ -1540,15 +1532,15 @@ int x4_lua_reload(x4_lua_rt *rt, char *err, size_t errlen) {
     if (run_protected(st, job_load, &set, 0, NULL, msg, sizeof msg)) {
         const srcfile *f = set.n ? &set.files[set.current] : NULL;
         if (f && !strstr(msg, f->name))
-            seterr(err, errlen, "%s/%s.lua: %s", kind_prefix[f->kind], f->name, msg);
+            x4_seterr(err, errlen, "%s/%s.lua: %s", kind_prefix[f->kind], f->name, msg);
         else
-            seterr(err, errlen, "%s", msg);
+            x4_seterr(err, errlen, "%s", msg);
         x4_error("lua", "reload failed, previous policies (version %s) stay in force: %s", x4_lua_version(rt), err);
         goto done;
     }
     lua_settop(st->L, 0);
     if (!(st->hooks = collect_hooks(st->L))) {
-        seterr(err, errlen, "out of memory");
+        x4_seterr(err, errlen, "out of memory");
         goto done;
     }
     strip_base_functions(st->L, st->hooks);
@@ -1574,7 +1566,7 @@ x4_lua_rt *x4_lua_open(const x4_lua_opts *o, char *err, size_t errlen) {
                            o && o->plugin_dir ? o->plugin_dir : "plugins", o && o->lib_dir ? o->lib_dir : "lua"};
     if (!rt) goto oom;
     if (sodium_init() < 0) {
-        seterr(err, errlen, "libsodium failed to initialise");
+        x4_seterr(err, errlen, "libsodium failed to initialise");
         goto err;
     }
     for (int i = 0; i < 3; i++)
@@ -1584,7 +1576,7 @@ x4_lua_rt *x4_lua_open(const x4_lua_opts *o, char *err, size_t errlen) {
     rt->budget = o && o->budget ? o->budget : X4_LUA_DEFAULT_BUDGET;
     return rt;
 oom:
-    seterr(err, errlen, "out of memory");
+    x4_seterr(err, errlen, "out of memory");
 err:
     x4_lua_close(rt);
     return NULL;

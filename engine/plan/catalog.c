@@ -32,7 +32,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,20 +65,6 @@ struct x4_catalog {
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-static uint64_t str_hash(const char *s) { /* FNV-1a */
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
-}
 
 static void service_free(x4_service *s) {
     if (!s) return;
@@ -155,7 +140,7 @@ static const char *key_of(const x4_service *s, int url) { return url ? s->url : 
 
 static ssize_t table_find(const x4_catalog *c, const size_t *tab, int url, const char *key) {
     size_t mask = c->tcap - 1;
-    for (size_t i = str_hash(key) & mask;; i = (i + 1) & mask) {
+    for (size_t i = x4_hash_str(key) & mask;; i = (i + 1) & mask) {
         if (!tab[i]) return -1;
         const char *k = key_of(c->svcs[tab[i] - 1], url);
         if (k && strcmp(k, key) == 0) return (ssize_t)(tab[i] - 1);
@@ -164,7 +149,7 @@ static ssize_t table_find(const x4_catalog *c, const size_t *tab, int url, const
 
 static void table_put(size_t *tab, size_t cap, const char *key, size_t idx) {
     size_t mask = cap - 1;
-    size_t i = str_hash(key) & mask;
+    size_t i = x4_hash_str(key) & mask;
     while (tab[i]) i = (i + 1) & mask;
     tab[i] = idx + 1;
 }
@@ -219,19 +204,19 @@ static char *expand_env(const char *in, char *err, size_t errlen) {
         const char *name = d + 2, *end = name;
         while (isalnum((unsigned char)*end) || *end == '_') end++;
         if (*end != '}' || end == name || isdigit((unsigned char)*name)) {
-            seterr(err, errlen, "malformed ${VAR} in url");
+            x4_seterr(err, errlen, "malformed ${VAR} in url");
             goto fail;
         }
         char var[128];
         if ((size_t)(end - name) >= sizeof var) {
-            seterr(err, errlen, "variable name too long in url");
+            x4_seterr(err, errlen, "variable name too long in url");
             goto fail;
         }
         memcpy(var, name, (size_t)(end - name));
         var[end - name] = 0;
         const char *val = getenv(var);
         if (!val) {
-            seterr(err, errlen, "url uses ${%s}, which is not set", var);
+            x4_seterr(err, errlen, "url uses ${%s}, which is not set", var);
             goto fail;
         }
         if (x4_buf_puts(&b, val)) goto oom;
@@ -240,7 +225,7 @@ static char *expand_env(const char *in, char *err, size_t errlen) {
     if (!b.data && x4_buf_puts(&b, "")) goto oom;
     return b.data;
 oom:
-    seterr(err, errlen, "out of memory");
+    x4_seterr(err, errlen, "out of memory");
 fail:
     x4_buf_free(&b);
     return NULL;
@@ -252,11 +237,11 @@ fail:
  * send it to any host. Outside files, a URL containing "${" is refused. */
 static char *check_url(const json_t *v, const char *what, int expand, char *err, size_t errlen) {
     if (!expand && json_is_string(v) && strstr(json_string_value(v), "${")) {
-        seterr(err, errlen, "%s contains ${...}, which only a catalog file may use", what);
+        x4_seterr(err, errlen, "%s contains ${...}, which only a catalog file may use", what);
         return NULL;
     }
     if (!json_is_string(v)) {
-        seterr(err, errlen, "%s is not a string", what);
+        x4_seterr(err, errlen, "%s is not a string", what);
         return NULL;
     }
     char *u = expand_env(json_string_value(v), err, errlen);
@@ -265,20 +250,20 @@ static char *check_url(const json_t *v, const char *what, int expand, char *err,
     if (strncasecmp(u, "http://", 7) == 0) host = u + 7;
     else if (strncasecmp(u, "https://", 8) == 0) host = u + 8;
     if (!host) {
-        seterr(err, errlen, "%s is not http(s): %.80s", what, u);
+        x4_seterr(err, errlen, "%s is not http(s): %.80s", what, u);
         goto bad;
     }
     if (!*host || *host == '/' || *host == '?' || *host == '#') {
-        seterr(err, errlen, "%s has no host", what);
+        x4_seterr(err, errlen, "%s has no host", what);
         goto bad;
     }
     if (strlen(u) > URL_MAX_LEN) {
-        seterr(err, errlen, "%s longer than %d bytes", what, URL_MAX_LEN);
+        x4_seterr(err, errlen, "%s longer than %d bytes", what, URL_MAX_LEN);
         goto bad;
     }
     for (const char *p = u; *p; p++)
         if ((unsigned char)*p <= ' ' || *p == 0x7f) {
-            seterr(err, errlen, "%s contains blanks or control characters", what);
+            x4_seterr(err, errlen, "%s contains blanks or control characters", what);
             goto bad;
         }
     return u;
@@ -295,22 +280,22 @@ static char *check_method(const json_t *v, const char *what, char *err, size_t e
         for (size_t i = 0; i < sizeof ok / sizeof *ok; i++)
             if (strcasecmp(m, ok[i]) == 0) return x4_strdup(ok[i]);
     }
-    seterr(err, errlen, "%s must be one of GET, POST, PUT, DELETE, PATCH", what);
+    x4_seterr(err, errlen, "%s must be one of GET, POST, PUT, DELETE, PATCH", what);
     return NULL;
 }
 
 static int check_string(const json_t *v, const char *what, size_t maxlen, const char **out, char *err,
                         size_t errlen) {
     if (!json_is_string(v)) {
-        seterr(err, errlen, "%s is not a string", what);
+        x4_seterr(err, errlen, "%s is not a string", what);
         return -1;
     }
     if (json_string_length(v) > maxlen) {
-        seterr(err, errlen, "%s longer than %zu bytes", what, maxlen);
+        x4_seterr(err, errlen, "%s longer than %zu bytes", what, maxlen);
         return -1;
     }
     if (strlen(json_string_value(v)) != json_string_length(v)) {
-        seterr(err, errlen, "%s contains a NUL byte", what);
+        x4_seterr(err, errlen, "%s contains a NUL byte", what);
         return -1;
     }
     *out = json_string_value(v);
@@ -342,21 +327,21 @@ static x4_service *service_from_json(const json_t *rec, const char *source, int 
     const char *str;
     x4_service *s = calloc(1, sizeof *s);
     if (!s) {
-        seterr(err, errlen, "out of memory");
+        x4_seterr(err, errlen, "out of memory");
         return NULL;
     }
     if (!json_is_object(rec)) {
-        seterr(err, errlen, "record is not an object");
+        x4_seterr(err, errlen, "record is not an object");
         goto bad;
     }
     v = json_object_get(rec, "id");
     if (!v) {
-        seterr(err, errlen, "no id");
+        x4_seterr(err, errlen, "no id");
         goto bad;
     }
     if (check_string(v, "id", ID_MAX, &str, err, errlen)) goto bad;
     if (!valid_id(str)) {
-        seterr(err, errlen, "id must be 1..%d characters of [A-Za-z0-9_.:#/-]", ID_MAX);
+        x4_seterr(err, errlen, "id must be 1..%d characters of [A-Za-z0-9_.:#/-]", ID_MAX);
         goto bad;
     }
     s->id = x4_strdup(str);
@@ -378,12 +363,12 @@ static x4_service *service_from_json(const json_t *rec, const char *source, int 
 
     if ((v = opt(rec, "price"))) {
         if (!json_is_object(v)) {
-            seterr(err, errlen, "price is not an object");
+            x4_seterr(err, errlen, "price is not an object");
             goto bad;
         }
         const json_t *amt = json_object_get(v, "amount");
         if (!json_is_string(amt) || parse_atomic(json_string_value(amt), &s->price)) {
-            seterr(err, errlen, "price.amount must be a string of digits (atomic units) that fits 64 bits");
+            x4_seterr(err, errlen, "price.amount must be a string of digits (atomic units) that fits 64 bits");
             goto bad;
         }
         s->has_price = 1;
@@ -399,14 +384,14 @@ static x4_service *service_from_json(const json_t *rec, const char *source, int 
     }
     if ((v = opt(rec, "input"))) {
         if (!json_is_object(v)) {
-            seterr(err, errlen, "input is not a JSON Schema object");
+            x4_seterr(err, errlen, "input is not a JSON Schema object");
             goto bad;
         }
         s->input = share ? json_incref((json_t *)v) : json_deep_copy(v);
     }
     if ((v = opt(rec, "output"))) {
         if (!json_is_object(v)) {
-            seterr(err, errlen, "output is not a JSON Schema object");
+            x4_seterr(err, errlen, "output is not a JSON Schema object");
             goto bad;
         }
         s->output = share ? json_incref((json_t *)v) : json_deep_copy(v);
@@ -414,7 +399,7 @@ static x4_service *service_from_json(const json_t *rec, const char *source, int 
     s->tags = json_array();
     if ((v = opt(rec, "tags"))) {
         if (!json_is_array(v) || json_array_size(v) > TAGS_MAX) {
-            seterr(err, errlen, "tags must be an array of at most %d strings", TAGS_MAX);
+            x4_seterr(err, errlen, "tags must be an array of at most %d strings", TAGS_MAX);
             goto bad;
         }
         size_t i;
@@ -426,7 +411,7 @@ static x4_service *service_from_json(const json_t *rec, const char *source, int 
     }
     if ((v = opt(rec, "compensate"))) {
         if (!json_is_object(v)) {
-            seterr(err, errlen, "compensate is not an object");
+            x4_seterr(err, errlen, "compensate is not an object");
             goto bad;
         }
         char *cu = check_url(json_object_get(v, "url"), "compensate.url", expand, err, errlen);
@@ -444,7 +429,7 @@ static x4_service *service_from_json(const json_t *rec, const char *source, int 
     if (!s->id || !s->name || !s->description || !s->method || !s->tags || !s->source ||
         (opt(rec, "input") && !s->input) || (opt(rec, "output") && !s->output) ||
         (opt(rec, "compensate") && !s->compensate)) {
-        seterr(err, errlen, "out of memory");
+        x4_seterr(err, errlen, "out of memory");
         goto bad;
     }
     return s;
@@ -490,7 +475,7 @@ static int add_record(x4_catalog *c, const json_t *rec, const char *source, int 
                       size_t errlen, int *dup_same_source) {
     if (dup_same_source) *dup_same_source = -1;
     if (!c) {
-        seterr(err, errlen, "no catalog");
+        x4_seterr(err, errlen, "no catalog");
         return -1;
     }
     x4_service *s = service_from_json(rec, source, share, expand, err, errlen);
@@ -498,9 +483,9 @@ static int add_record(x4_catalog *c, const json_t *rec, const char *source, int 
     ssize_t prev = table_find(c, c->by_id, 0, s->id);
     if (prev < 0 && s->url) {
         prev = table_find(c, c->by_url, 1, s->url);
-        if (prev >= 0) seterr(err, errlen, "duplicate url (already served by %s)", c->svcs[prev]->id);
+        if (prev >= 0) x4_seterr(err, errlen, "duplicate url (already served by %s)", c->svcs[prev]->id);
     } else if (prev >= 0) {
-        seterr(err, errlen, "duplicate id (first from %s)", c->svcs[prev]->source);
+        x4_seterr(err, errlen, "duplicate id (first from %s)", c->svcs[prev]->source);
     }
     if (prev >= 0) {
         if (dup_same_source) *dup_same_source = strcmp(c->svcs[prev]->source, s->source) == 0;
@@ -527,7 +512,7 @@ static int add_record(x4_catalog *c, const json_t *rec, const char *source, int 
     c->n++;
     return 0;
 oom:
-    seterr(err, errlen, "out of memory");
+    x4_seterr(err, errlen, "out of memory");
     service_free(s);
     return -1;
 }
@@ -559,7 +544,7 @@ int x4_catalog_load_file(x4_catalog *c, const char *path, char *err, size_t errl
     x4_buf b = {0};
     FILE *f = fopen(path, "rb");
     if (!f) {
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        x4_seterr(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
     char chunk[65536];
@@ -569,19 +554,19 @@ int x4_catalog_load_file(x4_catalog *c, const char *path, char *err, size_t errl
     int bad = ferror(f) || !feof(f);
     fclose(f);
     if (bad) {
-        seterr(err, errlen, "%s: read failed", path);
+        x4_seterr(err, errlen, "%s: read failed", path);
         x4_buf_free(&b);
         return -1;
     }
     json_t *root = json_loadb(b.data ? b.data : "", b.len, JSON_REJECT_DUPLICATES, &je);
     x4_buf_free(&b);
     if (!root) {
-        seterr(err, errlen, "%s: %s (line %d)", path, je.text, je.line);
+        x4_seterr(err, errlen, "%s: %s (line %d)", path, je.text, je.line);
         return -1;
     }
     const json_t *arr = json_is_array(root) ? root : json_object_get(root, "services");
     if (!json_is_array(arr)) {
-        seterr(err, errlen, "%s: expected an array of services or {\"services\": [...]}", path);
+        x4_seterr(err, errlen, "%s: expected an array of services or {\"services\": [...]}", path);
         json_decref(root);
         return -1;
     }
@@ -670,7 +655,7 @@ static json_t *registry_schema(const json_t *v, int *bad) {
 /* Maps one registry record onto the DESIGN.md shape; NULL with err if it cannot. */
 static json_t *registry_map(const json_t *r, char *err, size_t errlen) {
     if (!json_is_object(r)) {
-        seterr(err, errlen, "record is not an object");
+        x4_seterr(err, errlen, "record is not an object");
         return NULL;
     }
     json_t *o = json_object();
@@ -694,7 +679,7 @@ static json_t *registry_map(const json_t *r, char *err, size_t errlen) {
         } else if (json_is_real(ppc) && real_to_decimal(json_real_value(ppc), dec, sizeof dec) == 0)
             ok = x4_money_parse(dec, X4_USDC_DECIMALS, &atomic, &why) == 0;
         if (!ok) {
-            seterr(err, errlen, "pricePerCall: %s", why);
+            x4_seterr(err, errlen, "pricePerCall: %s", why);
             json_decref(o);
             return NULL;
         }
@@ -712,7 +697,7 @@ static json_t *registry_map(const json_t *r, char *err, size_t errlen) {
     json_t *out = registry_schema(json_object_get(r, "outputSchema"), &bad);
     if (!out && !bad) out = registry_schema(json_object_get(r, "output"), &bad);
     if (bad) {
-        seterr(err, errlen, "inputSchema/outputSchema is neither a JSON Schema object nor a JSON string of one");
+        x4_seterr(err, errlen, "inputSchema/outputSchema is neither a JSON Schema object nor a JSON string of one");
         json_decref(in);
         json_decref(out);
         json_decref(o);
@@ -816,11 +801,11 @@ static json_t *bazaar_map(const json_t *item, const char *network, char *err, si
     const char *url = json_string_value(json_object_get(item, "resource"));
     const json_t *accepts = json_object_get(item, "accepts");
     if (!url || !(x4_str_has_prefix(url, "http://") || x4_str_has_prefix(url, "https://"))) {
-        seterr(err, errlen, "resource is not an http(s) URL");
+        x4_seterr(err, errlen, "resource is not an http(s) URL");
         return NULL;
     }
     if (!json_is_array(accepts) || json_array_size(accepts) == 0) {
-        seterr(err, errlen, "no accepts");
+        x4_seterr(err, errlen, "no accepts");
         return NULL;
     }
     const json_t *req = NULL;
@@ -835,14 +820,14 @@ static json_t *bazaar_map(const json_t *item, const char *network, char *err, si
         }
     }
     if (!req) {
-        seterr(err, errlen, "no exact requirement on %s", network ? network : "any network");
+        x4_seterr(err, errlen, "no exact requirement on %s", network ? network : "any network");
         return NULL;
     }
     const json_t *amount = json_object_get(req, "amount");
     if (!amount) amount = json_object_get(req, "maxAmountRequired");
     uint64_t atomic;
     if (!json_is_string(amount) || parse_atomic(json_string_value(amount), &atomic) < 0) {
-        seterr(err, errlen, "price is not an atomic amount string");
+        x4_seterr(err, errlen, "price is not an atomic amount string");
         return NULL;
     }
     /* id: the URL without its scheme, truncated to the id limit (stable across refreshes). */

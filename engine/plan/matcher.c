@@ -33,7 +33,6 @@
 #include <ctype.h>
 #include <math.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <regex.h>
 #include <stdio.h>
@@ -417,15 +416,6 @@ typedef struct {
     int *hits;
     unsigned char *strong;
 } mctx;
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static ssize_t cat_index(const mctx *m, const x4_service *s) {
     for (size_t i = 0; i < m->ncat; i++)
@@ -1696,26 +1686,26 @@ int x4_planner_plan(const x4_catalog *cat, const char *task, uint64_t max_cost, 
     if (plan) *plan = NULL;
     if (draft) *draft = NULL;
     if (!cat || !plan) {
-        seterr(err, errlen, "no catalog");
+        x4_seterr(err, errlen, "no catalog");
         return -1;
     }
     if (!task || !*task) {
-        seterr(err, errlen, "the task is empty");
+        x4_seterr(err, errlen, "the task is empty");
         return -1;
     }
     if (strlen(task) > 16384) {
-        seterr(err, errlen, "the task is longer than 16384 bytes");
+        x4_seterr(err, errlen, "the task is longer than 16384 bytes");
         return -1;
     }
     if (x4_catalog_count(cat) == 0) {
-        seterr(err, errlen, "the catalog is empty");
+        x4_seterr(err, errlen, "the catalog is empty");
         return -1;
     }
     m.cat = cat;
     m.task = task;
     m.max_cost = max_cost;
     if (mctx_alloc(&m)) {
-        seterr(err, errlen, "out of memory");
+        x4_seterr(err, errlen, "out of memory");
         goto done;
     }
     split_clauses(&m);
@@ -1726,7 +1716,7 @@ int x4_planner_plan(const x4_catalog *cat, const char *task, uint64_t max_cost, 
     m.lused = m.lused_buf;
     m.ctx = calloc(m.ncat ? m.ncat : 1, sizeof *m.ctx);
     if (!m.ctx) {
-        seterr(err, errlen, "out of memory");
+        x4_seterr(err, errlen, "out of memory");
         goto done;
     }
     bm25_clause(&m, &m.whole);
@@ -1750,7 +1740,7 @@ int x4_planner_plan(const x4_catalog *cat, const char *task, uint64_t max_cost, 
         /* candidates in order; the first unused one that fits the budget and can be planned */
         unsigned char *tried = calloc(m.ncat, 1);
         if (!tried) {
-            seterr(err, errlen, "out of memory");
+            x4_seterr(err, errlen, "out of memory");
             goto done;
         }
         int planned = 0, over_budget = 0;
@@ -1782,7 +1772,7 @@ int x4_planner_plan(const x4_catalog *cat, const char *task, uint64_t max_cost, 
             x4_money_format(max_cost, 6, mc);
             x4_money_format(price_of(x4_catalog_at(cat, (size_t)cheapest_over)), 6, pr);
             x4_money_format(m.sum, 6, sum);
-            seterr(err, errlen,
+            x4_seterr(err, errlen,
                    "no service for \"%.*s\" fits maxCost %s: the cheapest match, %s, costs %s and %s is already "
                    "planned",
                    (int)(m.cl[c].end - m.cl[c].start > 80 ? 80 : m.cl[c].end - m.cl[c].start), task + m.cl[c].start,
@@ -1791,7 +1781,7 @@ int x4_planner_plan(const x4_catalog *cat, const char *task, uint64_t max_cost, 
         }
     }
     if (!matched_any || m.nsteps == 0) {
-        seterr(err, errlen, "no service in the catalog matches the task");
+        x4_seterr(err, errlen, "no service in the catalog matches the task");
         goto done;
     }
 
@@ -1799,7 +1789,7 @@ int x4_planner_plan(const x4_catalog *cat, const char *task, uint64_t max_cost, 
     x4_plan *parsed = NULL;
     json_t *errors = NULL;
     if (!pj) {
-        seterr(err, errlen, "out of memory");
+        x4_seterr(err, errlen, "out of memory");
         goto done;
     }
     if (x4_plan_parse(pj, cat, max_cost, &parsed, &errors) != 0) {
@@ -1816,7 +1806,7 @@ int x4_planner_plan(const x4_catalog *cat, const char *task, uint64_t max_cost, 
                           json_string_value(json_object_get(e, "problem")));
         }
         if (m.budget_note[0]) x4_buf_printf(&b, " (%s)", m.budget_note);
-        seterr(err, errlen, "%s", b.data ? b.data : "invalid plan");
+        x4_seterr(err, errlen, "%s", b.data ? b.data : "invalid plan");
         x4_buf_free(&b);
         json_decref(errors);
         if (draft) *draft = pj;
