@@ -263,8 +263,11 @@ static void decide(run_ui *u, const char *answer) {
         return;
     }
     printf("Not approved; cancelling.\n");
-    const char *params[] = {u->wf, u->user};
-    x4_pg_query(u->e.pg, "SELECT " X4_EV_COLS " FROM x4_wf_cancel($1, $2) e", 2, params, on_cancelled, u);
+    char lease[24];
+    snprintf(lease, sizeof lease, "%lld", (long long)u->e.cfg.lease_ms);
+    const char *params[] = {u->wf, u->user, u->e.owner, lease};
+    x4_pg_query(u->e.pg, "SELECT " X4_EV_COLS " FROM x4_wf_cancel($1, $2, $3, $4::bigint) e", 4, params, on_cancelled,
+                u);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {

@@ -45,6 +45,9 @@ typedef struct {
     int max_concurrency;        /* MAX_CONCURRENCY: running steps per process, default 256 */
     int workflow_concurrency;   /* WORKFLOW_CONCURRENCY: running steps per workflow, default 16 */
     int retry_max_attempts;     /* RETRY_MAX_ATTEMPTS, default 3 */
+    int compensate_max_attempts; /* COMPENSATE_MAX_ATTEMPTS: attempts per compensation, default 5 */
+    int64_t auto_approve_below; /* AUTO_APPROVE_BELOW: atomic units; estimates under it are approved by
+                                   approval.lua without asking (limits.autoApproveBelow), default 0 = never */
     int64_t retry_base_ms;      /* RETRY_BASE_MS, default 200 */
     double retry_factor;        /* RETRY_FACTOR, default 2 (a ratio, never money) */
     int64_t retry_max_delay_ms; /* RETRY_MAX_DELAY_MS, default 10000 */

@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "exec/httpc.h"
+#include "exec/compensate.h"
 #include "exec/policy.h"
 #include "exec/sched.h"
 #include "exec/workflow.h"
@@ -215,6 +216,7 @@ void x4_engine_stop(x4_engine *e, int exit_code) {
     if (e->on_stop) e->on_stop(e, e->on_stop_ud);
     x4_wf_close(e);
     x4_sched_close(e);
+    x4_comp_abort_all(e, "shutting down");
     x4_streams_close(e);
     x4_sources_close(e);
     if (e->http) x4_http_close(e->http);

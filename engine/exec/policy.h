@@ -26,6 +26,10 @@ const char *x4_policy_version(const x4_engine *e);
 /* x4_lua_describe(), or {"version":"none"} without a runtime; a new reference. */
 json_t *x4_policy_describe(const x4_engine *e);
 
+/* The engine's own backoff before attempt+1: exponential from RETRY_BASE_MS by RETRY_FACTOR,
+ * capped at RETRY_MAX_DELAY_MS, with full jitter. */
+int64_t x4_policy_backoff_ms(const x4_config *cfg, int attempt);
+
 /* The error a failed attempt gets, as retry.decide sees it (err.class ...). */
 typedef struct {
     const char *cls;        /* "network", "timeout", "status", "payment" */
@@ -42,5 +46,26 @@ enum { X4_POLICY_DEFAULT = -1, X4_POLICY_GIVEUP = 0, X4_POLICY_RETRY = 1 };
 int x4_policy_retry(x4_engine *e, const char *step_id, const char *service, const json_t *inputs,
                     int max_attempts, const x4_policy_err *err, int attempt, int64_t *delay_ms, char *reason,
                     size_t reasonlen);
+
+/* The same through another hook with retry.decide's contract (rollback.retry for compensations). */
+int x4_policy_retry_hook(x4_engine *e, const char *hook, const char *step_id, const char *service,
+                         const json_t *inputs, int max_attempts, const x4_policy_err *err, int attempt,
+                         int64_t *delay_ms, char *reason, size_t reasonlen);
+
+/* rollback.plan(workflow): 0 with *plan (a new array, already shape-checked by the runtime), or
+ * X4_POLICY_DEFAULT (no hook, or it failed: logged) — the caller builds the default plan. */
+int x4_policy_rollback(x4_engine *e, const json_t *workflow, json_t **plan);
+
+enum { X4_APPROVE_MANUAL = 0, X4_APPROVE_AUTO = 1, X4_APPROVE_DENY = 2 };
+typedef struct {
+    int action;          /* X4_APPROVE_* */
+    int64_t expires_ms;  /* manual: how long the approval stays open (0: APPROVAL_TTL_MS) */
+    char reason[256];
+} x4_approval;
+
+/* approval.decide(workflow, estimate, limits): 0 with *out, or X4_POLICY_DEFAULT (no hook or a
+ * failed call: the built-in decision is manual with APPROVAL_TTL_MS). */
+int x4_policy_approval(x4_engine *e, const json_t *workflow, uint64_t estimate, const json_t *limits,
+                       x4_approval *out);
 
 #endif

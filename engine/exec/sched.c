@@ -8,7 +8,6 @@
 #include "exec/sched.h"
 
 #include <libpq-fe.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +15,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "exec/adapter.h"
+#include "exec/compensate.h"
 #include "exec/httpc.h"
 #include "exec/policy.h"
 #include "pay/paystep.h"
@@ -481,17 +481,9 @@ out:
     ctx_done(c);
 }
 
-static int64_t backoff_ms(const x4_config *cfg, int attempt) {
-    double cap = (double)cfg->retry_base_ms;
-    for (int k = 1; k < attempt && cap < (double)cfg->retry_max_delay_ms; k++) cap *= cfg->retry_factor;
-    if (cap > (double)cfg->retry_max_delay_ms) cap = (double)cfg->retry_max_delay_ms;
-    uint32_t hi = cap < 1 ? 0 : (uint32_t)cap;
-    return hi ? (int64_t)randombytes_uniform(hi + 1) : 0; /* full jitter */
-}
-
 static void step_retry(x4_run *r, size_t i, const char *why, int64_t retry_after) {
     step_rt *s = &r->st[i];
-    s->retry_delay = retry_after >= 0 ? retry_after : backoff_ms(&r->e->cfg, s->attempts);
+    s->retry_delay = retry_after >= 0 ? retry_after : x4_policy_backoff_ms(&r->e->cfg, s->attempts);
     s->state = ST_WAIT;
     r->e->stats.step_retries++;
     slot_release(r, i);
@@ -695,6 +687,29 @@ static void on_finished(PGresult *res, const char *err, void *ud) {
     run_unref(r);
 }
 
+/* A failed workflow with succeeded steps: executing → compensating (still ours), and the
+ * compensator (exec/compensate.h) takes over. */
+static void on_compensating(PGresult *res, const char *err, void *ud) {
+    x4_run *r = ud;
+    if (!r->dead) {
+        const char *moved = !err && PQntuples(res) == 1 ? x4_pg_val(res, 0, "moved") : NULL;
+        if (err) x4_warn("sched", "%s: the compensating write failed (%s); leaving it to the lease", r->id, err);
+        int ok = moved && moved[0] == 't';
+        x4_engine *e = r->e;
+        char id[sizeof r->id];
+        memcpy(id, r->id, sizeof id);
+        run_kill(r, ok ? "compensating" : "workflow no longer executing under this lease");
+        if (ok) x4_comp_resume(e, id);
+    }
+    run_unref(r);
+}
+
+static void begin_compensation(x4_run *r) {
+    const char *params[] = {r->id, r->e->owner, "failed", r->error ? r->error : "failed"};
+    run_ref(r);
+    x4_pg_query(r->e->pg, "SELECT x4_wf_compensate($1, $2, $3, $4) AS moved", 4, params, on_compensating, r);
+}
+
 static void maybe_finish(x4_run *r) {
     if (r->dead || r->finishing || r->writes > 0) return;
     for (size_t i = 0; i < r->plan->nsteps; i++) {
@@ -702,6 +717,13 @@ static void maybe_finish(x4_run *r) {
         if (st != ST_SUCCEEDED && st != ST_FAILED && st != ST_SKIPPED) return;
     }
     r->finishing = 1;
+    if (r->failed) {
+        for (size_t i = 0; i < r->plan->nsteps; i++)
+            if (r->st[i].state == ST_SUCCEEDED) {
+                begin_compensation(r);
+                return;
+            }
+    }
     json_t *output = NULL, *data;
     const char *status, *type;
     if (r->failed) {
@@ -921,6 +943,7 @@ void x4_sched_abort_all(x4_engine *e, const char *why) {
 static void on_event(const x4_event *ev, void *ud) {
     x4_engine *e = ud;
     if (strcmp(ev->type, "workflow.cancelled") == 0) x4_sched_abort(e, ev->workflow_id, "cancelled");
+    else if (strcmp(ev->type, "workflow.compensating") == 0) x4_sched_abort(e, ev->workflow_id, "compensating");
 }
 
 int x4_sched_open(x4_engine *e) {

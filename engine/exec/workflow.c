@@ -11,6 +11,7 @@
 #include "bus/bus.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "exec/compensate.h"
 #include "exec/planning.h"
 #include "exec/sched.h"
 #include "pay/paystep.h"
@@ -400,8 +401,10 @@ static void on_lease_cycle(PGresult *res, const char *err, void *ud) {
         x4_warn("workflow", "lease cycle failed: %s", err);
         /* Past LEASE_MS without a renewal another process may own our workflows: stop calling
          * services for them (fencing already refuses our writes). */
-        if (g_lease_ok_ms && x4_now_ms() - g_lease_ok_ms > (uint64_t)e->cfg.lease_ms)
+        if (g_lease_ok_ms && x4_now_ms() - g_lease_ok_ms > (uint64_t)e->cfg.lease_ms) {
             x4_sched_abort_all(e, "leases could not be renewed");
+            x4_comp_abort_all(e, "leases could not be renewed");
+        }
         goto out;
     }
     g_lease_ok_ms = c->sent_ms;
@@ -417,9 +420,13 @@ static void on_lease_cycle(PGresult *res, const char *err, void *ud) {
         else if (strcmp(st, "executing") == 0) {
             renewed[nr++] = id;
             x4_sched_resume(e, id);
+        } else if (strcmp(st, "compensating") == 0) {
+            renewed[nr++] = id;
+            x4_comp_resume(e, id);
         }
     }
     x4_sched_lease_renewed(e, renewed, nr, c->sent_ms);
+    x4_comp_lease_renewed(e, renewed, nr, c->sent_ms);
     free(renewed);
 out:
     free(c);

@@ -25,6 +25,7 @@
 #include "bus/bus.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "exec/compensate.h"
 #include "exec/policy.h"
 #include "exec/sched.h"
 #include "exec/workflow.h"
@@ -491,9 +492,12 @@ static void handle_get(api_ctx *c) {
                 "'maxCost', x4_money(w.max_cost), 'maxTime', w.max_time_ms, "
                 "'steps', COALESCE((SELECT json_agg(json_build_object('id', s.id, 'service', s.service, "
                 "'status', s.status, 'attempts', s.attempts, 'output', s.output, 'error', s.error, "
+                "'compensation', CASE WHEN s.comp_attempts > 0 OR s.status LIKE 'compensat%' THEN "
+                "json_build_object('attempts', s.comp_attempts, 'error', s.comp_error) END, "
                 "'startedAt', x4_iso(s.started_at), 'finishedAt', x4_iso(s.finished_at)) ORDER BY s.idx) "
                 "FROM steps s WHERE s.workflow_id = w.id), '[]'::json), "
-                "'output', w.output, 'error', w.error, 'lastSeq', w.last_seq, 'createdAt', x4_iso(w.created_at), "
+                "'output', w.output, 'error', w.error, 'rollback', w.rollback, 'lastSeq', w.last_seq, "
+                "'createdAt', x4_iso(w.created_at), "
                 "'updatedAt', x4_iso(w.updated_at), 'expiresAt', x4_iso(w.expires_at), "
                 "'startedAt', x4_iso(w.started_at), 'finishedAt', x4_iso(w.finished_at))::text AS j "
                 "FROM workflows w WHERE w.id = $1 AND (w.user_id = $2 OR $3::boolean)",
@@ -676,16 +680,24 @@ static void on_cancelled(PGresult *res, const char *err, void *ud) {
         conflict_or_404(c);
         return;
     }
+    /* executing with succeeded steps: compensating, leased to this process (sql/007) */
+    int undo = 0;
+    for (int i = 0; i < PQntuples(res); i++) undo |= !strcmp(x4_pg_val(res, i, "type") ?: "", "workflow.cancelling");
     x4_events_publish_rows(c->e, res); /* the scheduler's listener aborts a local run */
     x4_sched_abort(c->e, c->id, "cancelled");
-    json_t *j = json_pack("{s:b, s:{s:s, s:s}}", "success", 1, "workflow", "id", c->id, "status", "cancelled");
+    if (undo) x4_comp_resume(c->e, c->id);
+    json_t *j = json_pack("{s:b, s:{s:s, s:s}}", "success", 1, "workflow", "id", c->id, "status",
+                          undo ? "compensating" : "cancelled");
     x4_req_respond_json(c->req, 200, j);
     free(c);
 }
 
 static void handle_cancel(api_ctx *c) {
-    const char *params[] = {c->id, c->who.user};
-    x4_pg_query(c->e->pg, "SELECT " X4_EV_COLS " FROM x4_wf_cancel($1, $2) e", 2, params, on_cancelled, c);
+    char lease[24];
+    snprintf(lease, sizeof lease, "%lld", (long long)c->e->cfg.lease_ms);
+    const char *params[] = {c->id, c->who.user, c->e->owner, lease};
+    x4_pg_query(c->e->pg, "SELECT " X4_EV_COLS " FROM x4_wf_cancel($1, $2, $3, $4::bigint) e", 4, params, on_cancelled,
+                c);
 }
 
 /* ---- stream ---- */

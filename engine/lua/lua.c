@@ -1174,6 +1174,7 @@ static const struct {
     validator fn;
 } validators[] = {
     {"retry.decide", v_retry},
+    {"rollback.retry", v_retry},
     {"approval.decide", v_approval},
     {"rollback.plan", v_rollback},
     {"matching.rank", v_matching},

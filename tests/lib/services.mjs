@@ -15,6 +15,10 @@
 //   /count                     → 200 {n} (calls so far, all callers)
 //   /blob       {kb}           → 200 {data: "x" × kb KiB}
 //   /premium                   → 200 {report: <body>} (the priced service; the catalog de-duplicates by url)
+//   /reserve                   → 200 {reservation: "r<n>"} (a step with a side effect to undo)
+//   /undo?fail=N&ms=M&code=C   → the compensation endpoint: applies the undo once per
+//                                Idempotency-Key (undone(key) counts applications), answers 503 to
+//                                the first N calls of a key, waits M ms, or always answers C
 // catalogFor(svc) builds a DESIGN.md catalog naming these services.
 
 import http from 'node:http';
@@ -23,6 +27,9 @@ export async function startServices() {
   const log = [];
   const flakyCounts = new Map();
   let countN = 0;
+  let reserveN = 0;
+  const undoCalls = new Map();   // idempotency key → calls
+  const undoApplied = new Map(); // idempotency key → times the undo took effect (must stay ≤ 1)
   let nextId = 1;
   const sockets = new Set();
 
@@ -109,6 +116,24 @@ export async function startServices() {
           return undefined; // never answers
         case '/premium':
           return send(200, { report: body });
+        case '/reserve':
+          reserveN += 1;
+          return send(200, { reservation: `r${reserveN}` });
+        case '/undo': {
+          const key = idem || 'none';
+          const n = (undoCalls.get(key) || 0) + 1;
+          undoCalls.set(key, n);
+          const code = Number(u.searchParams.get('code') || 0);
+          if (code) return send(code, { error: `undo refused with ${code}` });
+          if (n <= Number(u.searchParams.get('fail') || 0)) return send(503, { error: `undo failure ${n}` });
+          const first = !undoApplied.has(key);
+          if (first) undoApplied.set(key, 1);
+          const ms = Number(u.searchParams.get('ms') || 0);
+          if (!ms) return send(200, { undone: true, duplicate: !first });
+          const t = setTimeout(() => send(200, { undone: true, duplicate: !first }), ms);
+          res.on('close', () => clearTimeout(t));
+          return undefined;
+        }
         case '/count':
           countN += 1;
           return send(200, { n: countN });
@@ -138,7 +163,8 @@ export async function startServices() {
     port,
     url: `http://127.0.0.1:${port}`,
     calls,
-    reset() { log.length = 0; flakyCounts.clear(); countN = 0; },
+    undone: (key) => undoApplied.get(key) || 0,
+    reset() { log.length = 0; flakyCounts.clear(); countN = 0; undoCalls.clear(); undoApplied.clear(); },
     async close() {
       for (const s of sockets) s.destroy();
       await new Promise((r) => server.close(() => r()));
@@ -191,6 +217,11 @@ export function catalogFor(svc) {
       rec('blob', 'Blob', 'Returns a large payload of kb kibibytes.', '/blob',
         obj({ kb: { type: 'integer', description: 'payload size in KiB' } }),
         obj({ data: { type: 'string' } })),
+      ...[['reserve', ''], ['reserve_flaky_undo', '?fail=2'], ['reserve_slow_undo', '?ms=2500'],
+          ['reserve_bad_undo', '?code=400']].map(([id, q]) =>
+        rec(id, `Reservation ${id}`, 'Books a reservation slot; undone by its compensation endpoint.', `/reserve?kind=${id}`,
+          obj({ slot: { type: 'string', description: 'slot to book' } }),
+          obj({ reservation: { type: 'string' } }), { compensate: { url: u(`/undo${q}`), method: 'POST' } })),
       rec('premium_report', 'Premium report', 'Expensive market analysis report, priced per call.', '/premium',
         obj({ topic: { type: 'string', description: 'report topic' } }),
         obj({ report: { type: 'object' } }), { price: { ...PREMIUM_PRICE } }),
