@@ -22,6 +22,7 @@
 #include "core/engine.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "exec/approval.h"
 #include "exec/sched.h"
 #include "exec/workflow.h"
 #include "plan/catalog.h"
@@ -239,17 +240,7 @@ static void on_approved(PGresult *res, const char *err, void *ud) {
     x4_sched_resume(&u->e, u->wf);
 }
 
-static void approve(run_ui *u) {
-    char lease[24], pct[16], cap[24];
-    x4_config *cfg = &u->e.cfg;
-    snprintf(lease, sizeof lease, "%lld", (long long)cfg->lease_ms);
-    snprintf(pct, sizeof pct, "%d", cfg->hold_allowance_pct);
-    snprintf(cap, sizeof cap, "%llu", (unsigned long long)cfg->daily_cap);
-    const char *params[] = {u->wf, u->user, u->e.owner, lease, cfg->escrow_asset, pct, cfg->daily_cap ? cap : NULL};
-    x4_pg_query(u->e.pg,
-                "SELECT " X4_EV_COLS " FROM x4_wf_approve($1, $2, $3, $4::bigint, $5, $6::int, $7::bigint) e", 7,
-                params, on_approved, u);
-}
+static void approve(run_ui *u) { x4_approval_approve(&u->e, u->wf, u->user, on_approved, u); }
 
 static void on_cancelled(PGresult *res, const char *err, void *ud) {
     run_ui *u = ud;

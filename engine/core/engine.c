@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "exec/httpc.h"
+#include "exec/approval.h"
 #include "exec/compensate.h"
 #include "exec/policy.h"
 #include "exec/sched.h"
@@ -141,6 +142,7 @@ int x4_engine_open(x4_engine *e, uv_loop_t *loop, const x4_engine_opts *opts, ch
     e->claim_others = opts->claim_others;
     e->drive = opts->drive_workflows;
     if (opts->drive_workflows) x4_wf_open(e);
+    if (opts->drive_workflows && opts->serve_http) x4_approval_open(e);
     uv_signal_init(loop, &e->sig_int);
     uv_signal_init(loop, &e->sig_term);
     e->sig_int.data = e->sig_term.data = e;

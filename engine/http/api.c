@@ -25,6 +25,7 @@
 #include "bus/bus.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "exec/approval.h"
 #include "exec/compensate.h"
 #include "exec/policy.h"
 #include "exec/sched.h"
@@ -657,17 +658,7 @@ static void on_approved(PGresult *res, const char *err, void *ud) {
     free(c);
 }
 
-static void handle_approve(api_ctx *c) {
-    char lease[24], pct[16], cap[24];
-    x4_config *cfg = &c->e->cfg;
-    snprintf(lease, sizeof lease, "%lld", (long long)cfg->lease_ms);
-    snprintf(pct, sizeof pct, "%d", cfg->hold_allowance_pct);
-    snprintf(cap, sizeof cap, "%llu", (unsigned long long)cfg->daily_cap);
-    const char *params[] = {c->id, c->who.user, c->e->owner, lease, cfg->escrow_asset, pct, cfg->daily_cap ? cap : NULL};
-    x4_pg_query(c->e->pg,
-                "SELECT " X4_EV_COLS " FROM x4_wf_approve($1, $2, $3, $4::bigint, $5, $6::int, $7::bigint) e", 7,
-                params, on_approved, c);
-}
+static void handle_approve(api_ctx *c) { x4_approval_approve(c->e, c->id, c->who.user, on_approved, c); }
 
 static void on_cancelled(PGresult *res, const char *err, void *ud) {
     api_ctx *c = ud;

@@ -62,3 +62,22 @@ function test_empty_and_cyclic()
   } }
   t.eq(#rollback.plan(wf), 2) -- a cycle is cut, both are still undone
 end
+
+local backoff = { baseMs = 100, factor = 2, maxDelayMs = 1000 }
+
+function test_retry_transient_failures_within_the_bound()
+  local st = { id = "a", maxAttempts = 4, backoff = backoff }
+  local d = rollback.retry(st, { class = "status", status = 503 }, 1)
+  t.eq(d.action, "retry")
+  t.ok(d.delayMs >= 0 and d.delayMs <= 100, "first delay within base")
+  t.eq(rollback.retry(st, { class = "network" }, 3).action, "retry")
+  t.eq(rollback.retry(st, { class = "timeout" }, 4).action, "giveup")
+  t.eq(rollback.retry(st, { class = "status", status = 429, retryAfterMs = 5000 }, 1).delayMs, 5000)
+end
+
+function test_retry_refusals_are_final()
+  local st = { id = "a", maxAttempts = 4, backoff = backoff }
+  t.eq(rollback.retry(st, { class = "status", status = 400 }, 1).action, "giveup")
+  t.eq(rollback.retry(st, { class = "status", status = 402 }, 1).action, "giveup")
+  t.eq(rollback.retry(st, { class = "status", status = 404 }, 1).action, "giveup")
+end

@@ -128,7 +128,9 @@ X4_TEST(default_approval_auto_manual_deny) {
     char err[512];
     fresh_tmp();
     x4_lua_rt *rt = open_rt(1, 0, 0);
-    json_t *r = call(rt, "approval.decide", "[{\"id\":\"wf_1\"}, \"500000\", {\"maxCost\":\"10000000\"}]", 0, err, sizeof err);
+    json_t *r = call(rt, "approval.decide",
+                     "[{\"id\":\"wf_1\"}, \"500000\", {\"maxCost\":\"10000000\", \"autoApproveBelow\":\"1000000\"}]", 0,
+                     err, sizeof err);
     CHECK_EQ_STR(sget(r, "action"), "auto");
     json_decref(r);
     r = call(rt, "approval.decide", "[{\"id\":\"wf_1\"}, \"2000000\", {\"maxCost\":\"10000000\"}]", 0, err, sizeof err);
@@ -139,8 +141,9 @@ X4_TEST(default_approval_auto_manual_deny) {
     CHECK_EQ_STR(sget(r, "action"), "deny");
     CHECK(strstr(sget(r, "reason"), "limit") != NULL);
     json_decref(r);
-    r = call(rt, "approval.decide", "[{}, \"300\", {\"available\":\"200\"}]", 0, err, sizeof err);
-    CHECK_EQ_STR(sget(r, "action"), "deny");
+    r = call(rt, "approval.decide", "[{}, \"300\", {\"available\":\"200\", \"autoApproveBelow\":\"1000\"}]", 0, err,
+             sizeof err);
+    CHECK_EQ_STR(sget(r, "action"), "manual"); /* unaffordable: never auto, the user may top up */
     json_decref(r);
     r = call(rt, "approval.decide", "[{}, \"300\", {\"autoApproveBelow\":\"100\"}]", 0, err, sizeof err);
     CHECK_EQ_STR(sget(r, "action"), "manual");
