@@ -1,8 +1,9 @@
-/* exec/adapter_http.c — see adapter.h. */
+/* exec/adapter_http.c — the built-in HTTP JSON adapter and the request builder (see adapter.h). */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "exec/adapter.h"
 
@@ -22,7 +23,7 @@ static int append_query(x4_buf *b, const char *key, const json_t *v) {
     else if (json_is_null(v))
         s = "";
     else {
-        text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        text = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
         if (!text) return -1;
         s = text;
     }
@@ -42,6 +43,126 @@ static int append_query(x4_buf *b, const char *key, const json_t *v) {
     return rc;
 }
 
+static int cmp_key(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+int x4_adapter_append_query(x4_buf *url, const json_t *obj) {
+    size_t n = json_object_size(obj), i = 0;
+    if (n == 0) return 0;
+    const char **keys = malloc(n * sizeof *keys);
+    if (!keys) return -1;
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)obj, k, v) keys[i++] = k;
+    qsort(keys, n, sizeof *keys, cmp_key);
+    int rc = 0;
+    for (i = 0; i < n && rc == 0; i++) rc = append_query(url, keys[i], json_object_get(obj, keys[i]));
+    free(keys);
+    return rc;
+}
+
+int x4_adapter_header_reserved(const char *name) {
+    static const char *const reserved[] = {"X-Workflow-Id", "X-Step-Id", "Idempotency-Key", "X-PAYMENT",
+                                           "PAYMENT-SIGNATURE", "Host", "Content-Length", "Transfer-Encoding",
+                                           "Connection", "Expect", "Upgrade", "TE", "Trailer", "Keep-Alive"};
+    for (size_t i = 0; i < sizeof reserved / sizeof *reserved; i++)
+        if (strcasecmp(name, reserved[i]) == 0) return 1;
+    return strncasecmp(name, "Proxy-", 6) == 0;
+}
+
+#define HEADER_NAME_MAX 64
+#define HEADER_VALUE_MAX 4096
+
+static int header_ok(const x4_httpc_header *h, char *err, size_t errlen) {
+    size_t n = h->name ? strlen(h->name) : 0;
+    if (n == 0 || n > HEADER_NAME_MAX) {
+        snprintf(err, errlen, "a header name must be 1..%d characters", HEADER_NAME_MAX);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)h->name[i];
+        if (!isalnum(ch) && !strchr("!#$%&'*+-.^_`|~", ch)) {
+            snprintf(err, errlen, "header name '%.64s' has a character not allowed in a header name", h->name);
+            return -1;
+        }
+    }
+    if (x4_adapter_header_reserved(h->name)) {
+        snprintf(err, errlen, "header %s is set by the engine and cannot be set or removed", h->name);
+        return -1;
+    }
+    if (!h->value || strlen(h->value) > HEADER_VALUE_MAX) {
+        snprintf(err, errlen, "header %s: the value must be a string of at most %d bytes", h->name, HEADER_VALUE_MAX);
+        return -1;
+    }
+    for (const char *p = h->value; *p; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if ((ch < 32 && ch != '\t') || ch == 127) {
+            snprintf(err, errlen, "header %s: the value contains a control character (CR, LF, ...)", h->name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int x4_adapter_build(x4_adapter_call *c, const x4_adapter_spec *sp, const char *workflow_id, const char *step_id,
+                     int attempt, long connect_timeout_ms, long timeout_ms, size_t max_response, char *err,
+                     size_t errlen) {
+    memset(c, 0, sizeof *c);
+    if (!sp->method || !sp->url || strlen(sp->method) >= sizeof c->method) {
+        snprintf(err, errlen, "the request has no method or URL");
+        return -1;
+    }
+    if (sp->nheaders > X4_ADAPTER_EXTRA_HEADERS) {
+        snprintf(err, errlen, "more than %d headers", X4_ADAPTER_EXTRA_HEADERS);
+        return -1;
+    }
+    for (size_t i = 0; i < sp->nheaders; i++) {
+        if (header_ok(&sp->headers[i], err, errlen)) return -1;
+        for (size_t j = 0; j < i; j++)
+            if (strcasecmp(sp->headers[i].name, sp->headers[j].name) == 0) {
+                snprintf(err, errlen, "header %s is given twice", sp->headers[i].name);
+                return -1;
+            }
+    }
+    snprintf(c->method, sizeof c->method, "%s", sp->method);
+    if (x4_buf_puts(&c->url, sp->url) < 0) goto oom;
+    if (sp->query && x4_adapter_append_query(&c->url, sp->query) < 0) goto oom;
+    if (sp->body && x4_buf_append(&c->body, sp->body, sp->body_len) < 0) goto oom;
+    snprintf(c->idem, sizeof c->idem, "%s:%s:%d", workflow_id, step_id, attempt);
+    const char *ctype = "application/json", *accept = "application/json";
+    for (size_t i = 0; i < sp->nheaders; i++) {
+        char *nm = x4_strdup(sp->headers[i].name), *val = x4_strdup(sp->headers[i].value);
+        if (nm) c->owned[c->nowned++] = nm;
+        if (val) c->owned[c->nowned++] = val;
+        if (!nm || !val) goto oom;
+        if (strcasecmp(nm, "Content-Type") == 0) ctype = val;
+        else if (strcasecmp(nm, "Accept") == 0) accept = val;
+    }
+    size_t n = 0;
+    c->headers[n++] = (x4_httpc_header){"Content-Type", ctype};
+    c->headers[n++] = (x4_httpc_header){"Accept", accept};
+    c->headers[n++] = (x4_httpc_header){"X-Workflow-Id", workflow_id};
+    c->headers[n++] = (x4_httpc_header){"X-Step-Id", step_id};
+    c->headers[n++] = (x4_httpc_header){"Idempotency-Key", c->idem};
+    for (size_t i = 0; i < c->nowned; i += 2)
+        if (strcasecmp(c->owned[i], "Content-Type") != 0 && strcasecmp(c->owned[i], "Accept") != 0)
+            c->headers[n++] = (x4_httpc_header){c->owned[i], c->owned[i + 1]};
+    int with_body = sp->body != NULL;
+    c->req = (x4_httpc_req){c->method,
+                            c->url.data,
+                            c->headers,
+                            n,
+                            with_body ? (c->body.data ? c->body.data : "") : NULL,
+                            with_body ? c->body.len : 0,
+                            connect_timeout_ms,
+                            timeout_ms,
+                            max_response};
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory building the request");
+    x4_adapter_call_free(c);
+    return -1;
+}
+
 int x4_adapter_http_build(x4_adapter_call *c, const x4_service *svc, const json_t *inputs, const char *workflow_id,
                           const char *step_id, int attempt, long connect_timeout_ms, long timeout_ms,
                           size_t max_response, char *err, size_t errlen) {
@@ -52,37 +173,30 @@ int x4_adapter_http_build(x4_adapter_call *c, const x4_service *svc, const json_
     }
     const char *method = svc->method ? svc->method : "POST";
     int with_body = strcmp(method, "GET") != 0 && strcmp(method, "DELETE") != 0;
-    if (x4_buf_puts(&c->url, svc->url) < 0) goto oom;
+    x4_adapter_spec sp = {.method = method, .url = svc->url};
+    char *body = NULL;
     if (with_body) {
-        char *body = json_dumps(inputs, JSON_COMPACT);
-        if (!body) goto oom;
-        int rc = x4_buf_puts(&c->body, body);
-        free(body);
-        if (rc < 0) goto oom;
-    } else {
-        const char *k;
-        json_t *v;
-        json_object_foreach((json_t *)inputs, k, v) if (append_query(&c->url, k, v) < 0) goto oom;
+        body = json_dumps(inputs, JSON_COMPACT | JSON_SORT_KEYS);
+        if (!body) {
+            snprintf(err, errlen, "out of memory building the request");
+            return -1;
+        }
+        sp.body = body;
+        sp.body_len = strlen(body);
+    } else if (json_is_object(inputs)) {
+        sp.query = inputs;
     }
-    snprintf(c->idem, sizeof c->idem, "%s:%s:%d", workflow_id, step_id, attempt);
-    size_t n = 0;
-    c->headers[n++] = (x4_httpc_header){"Content-Type", "application/json"};
-    c->headers[n++] = (x4_httpc_header){"Accept", "application/json"};
-    c->headers[n++] = (x4_httpc_header){"X-Workflow-Id", workflow_id};
-    c->headers[n++] = (x4_httpc_header){"X-Step-Id", step_id};
-    c->headers[n++] = (x4_httpc_header){"Idempotency-Key", c->idem};
-    c->req = (x4_httpc_req){method, c->url.data, c->headers, n, with_body ? c->body.data : NULL,
-                            with_body ? c->body.len : 0, connect_timeout_ms, timeout_ms, max_response};
-    return 0;
-oom:
-    snprintf(err, errlen, "out of memory building the request");
-    x4_adapter_call_free(c);
-    return -1;
+    int rc = x4_adapter_build(c, &sp, workflow_id, step_id, attempt, connect_timeout_ms, timeout_ms, max_response, err,
+                              errlen);
+    free(body);
+    return rc;
 }
 
 void x4_adapter_call_free(x4_adapter_call *c) {
     x4_buf_free(&c->url);
     x4_buf_free(&c->body);
+    for (size_t i = 0; i < c->nowned; i++) free(c->owned[i]);
+    c->nowned = 0;
 }
 
 static int64_t retry_after(const x4_httpc_resp *r) {

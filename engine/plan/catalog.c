@@ -19,6 +19,8 @@
  *   input/output optional JSON Schema objects
  *   tags         optional array of at most 64 strings of at most 64 bytes
  *   compensate   optional {url, method?} checked like url/method
+ *   adapter      optional step adapter name, ^[a-z0-9_-]{1,32}$ (plugins/NAME.lua); when absent
+ *                the step uses "x402" if the record has a price, else "http" (x4_service_adapter)
  * Unknown keys are ignored (registries add their own metadata). A bad record is refused with a
  * reason; the loaders log exactly one warning per refused record (source, id, reason).
  * De-duplication: the first record with a given id or url wins; a duplicate from the same
@@ -73,6 +75,7 @@ static void service_free(x4_service *s) {
     free(s->description);
     free(s->url);
     free(s->method);
+    free(s->adapter);
     free(s->asset);
     free(s->network);
     free(s->source);
@@ -272,6 +275,14 @@ bad:
     return NULL;
 }
 
+static int valid_adapter(const char *a) {
+    size_t n = strlen(a);
+    if (n < 1 || n > 32) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((a[i] >= 'a' && a[i] <= 'z') || (a[i] >= '0' && a[i] <= '9') || a[i] == '_' || a[i] == '-')) return 0;
+    return 1;
+}
+
 static char *check_method(const json_t *v, const char *what, char *err, size_t errlen) {
     static const char *const ok[] = {"GET", "POST", "PUT", "DELETE", "PATCH"};
     if (!v || json_is_null(v)) return x4_strdup("POST");
@@ -425,6 +436,17 @@ static x4_service *service_from_json(const json_t *rec, const char *source, int 
         free(cu);
         free(cm);
     }
+    if ((v = opt(rec, "adapter"))) {
+        if (check_string(v, "adapter", 32, &str, err, errlen)) goto bad;
+        if (!valid_adapter(str)) {
+            x4_seterr(err, errlen, "adapter must be 1..32 characters of [a-z0-9_-]");
+            goto bad;
+        }
+        if (!(s->adapter = x4_strdup(str))) {
+            x4_seterr(err, errlen, "out of memory");
+            goto bad;
+        }
+    }
     s->source = x4_strdup(source ? source : "file");
     if (!s->id || !s->name || !s->description || !s->method || !s->tags || !s->source ||
         (opt(rec, "input") && !s->input) || (opt(rec, "output") && !s->output) ||
@@ -462,11 +484,18 @@ static json_t *service_json(const x4_service *s, int copy) {
     if (s->output) json_object_set_new(o, "output", SHARE(s->output));
     json_object_set_new(o, "tags", SHARE(s->tags));
     if (s->compensate) json_object_set_new(o, "compensate", SHARE(s->compensate));
+    if (s->adapter) json_object_set_new(o, "adapter", json_string(s->adapter));
 #undef SHARE
     return o;
 }
 
 json_t *x4_service_to_json(const x4_service *s) { return s ? service_json(s, 1) : NULL; }
+
+const char *x4_service_adapter(const x4_service *s) {
+    if (!s) return "http";
+    if (s->adapter) return s->adapter;
+    return s->has_price ? "x402" : "http";
+}
 
 /* dup_same_source: set to 1/0 when the refusal is a duplicate, so loaders pick the log level.
  * share: the schemas are taken by reference instead of copied — only for a tree the loader

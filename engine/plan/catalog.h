@@ -29,6 +29,7 @@ typedef struct {
     json_t *output;       /* JSON Schema object or NULL */
     json_t *tags;         /* array of strings (never NULL) */
     json_t *compensate;   /* {url, method} or NULL */
+    char *adapter;        /* step adapter named by the record (^[a-z0-9_-]{1,32}$) or NULL */
     char *source;         /* "file", "registry", "bazaar" */
 } x4_service;
 
@@ -62,5 +63,8 @@ const x4_service *x4_catalog_get(const x4_catalog *c, const char *id); /* O(1) *
 /* Content hash of every record (hex, 16 chars): changes when anything planning depends on does. */
 const char *x4_catalog_version(const x4_catalog *c);
 json_t *x4_service_to_json(const x4_service *s); /* DESIGN.md record shape, price as atomic string */
+/* The step adapter for calls to s: the record's "adapter", else "x402" when it has a price,
+ * else "http" (also for NULL). Never NULL; valid as long as s. */
+const char *x4_service_adapter(const x4_service *s);
 
 #endif

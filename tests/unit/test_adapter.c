@@ -103,3 +103,56 @@ X4_TEST(retry_after_is_honoured_on_429) {
     classify(X4_HTTPC_OK, 429, "", date, 1, &out, &ra);
     CHECK_EQ_INT(ra, -1); /* dates fall back to our backoff */
 }
+
+X4_TEST(keys_are_sorted_in_body_and_query) {
+    x4_service s = svc("POST", "http://h/p");
+    json_t *in = json_pack("{s:i, s:{s:i, s:i}, s:i}", "z", 1, "m", "y", 1, "b", 2, "a", 3);
+    x4_adapter_call c;
+    char err[128];
+    CHECK(x4_adapter_http_build(&c, &s, in, "wf", "s", 1, 1, 1, 1, err, sizeof err) == 0);
+    CHECK_EQ_STR(c.req.body, "{\"a\":3,\"m\":{\"b\":2,\"y\":1},\"z\":1}");
+    x4_adapter_call_free(&c);
+    s = svc("DELETE", "http://h/d?x=1");
+    CHECK(x4_adapter_http_build(&c, &s, in, "wf", "s", 1, 1, 1, 1, err, sizeof err) == 0);
+    CHECK_EQ_STR(c.req.url, "http://h/d?x=1&a=3&m=%7B%22b%22%3A2%2C%22y%22%3A1%7D&z=1");
+    CHECK(c.req.body == NULL);
+    x4_adapter_call_free(&c);
+    json_decref(in);
+}
+
+X4_TEST(build_from_a_spec_keeps_the_engine_headers) {
+    x4_httpc_header hs[] = {{"content-type", "text/plain"}, {"X-Key", "k1"}};
+    x4_adapter_spec sp = {.method = "PATCH", .url = "https://h/x", .body = "a=1", .body_len = 3, .headers = hs,
+                          .nheaders = 2};
+    x4_adapter_call c;
+    char err[256];
+    CHECK(x4_adapter_build(&c, &sp, "wf", "s", 4, 1, 2, 3, err, sizeof err) == 0);
+    CHECK_EQ_STR(c.req.method, "PATCH");
+    CHECK_EQ_STR(c.req.body, "a=1");
+    CHECK_EQ_INT(c.req.nheaders, 6);
+    CHECK_EQ_STR(c.req.headers[0].name, "Content-Type");
+    CHECK_EQ_STR(c.req.headers[0].value, "text/plain");
+    CHECK_EQ_STR(c.req.headers[4].value, "wf:s:4");
+    CHECK_EQ_STR(c.req.headers[5].name, "X-Key");
+    CHECK(c.req.nheaders + 2 <= X4_ADAPTER_MAX_HEADERS); /* room for the payment header */
+    x4_adapter_call_free(&c);
+
+    static const x4_httpc_header bad[][1] = {{{"Idempotency-Key", "x"}}, {{"x-payment", "x"}}, {{"PAYMENT-SIGNATURE", "x"}},
+                                             {{"X-Step-Id", "x"}},       {{"Proxy-Authorization", "x"}},
+                                             {{"Content-Length", "1"}},   {{"X-A", "a\r\nb: c"}},
+                                             {{"X A", "v"}},             {{"", "v"}},
+                                             {{"X-B", "\x7f"}}};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        sp.headers = bad[i];
+        sp.nheaders = 1;
+        err[0] = 0;
+        CHECK(x4_adapter_build(&c, &sp, "wf", "s", 1, 1, 2, 3, err, sizeof err) == -1);
+        CHECK(err[0] != 0);
+    }
+    x4_httpc_header dup[] = {{"X-A", "1"}, {"x-a", "2"}};
+    sp.headers = dup;
+    sp.nheaders = 2;
+    CHECK(x4_adapter_build(&c, &sp, "wf", "s", 1, 1, 2, 3, err, sizeof err) == -1);
+    CHECK(strstr(err, "twice") != NULL);
+    CHECK(x4_adapter_header_reserved("idempotency-key") && !x4_adapter_header_reserved("Accept"));
+}

@@ -376,3 +376,55 @@ X4_TEST(bazaar_v1_and_v2_items) {
     json_decref(page);
     x4_catalog_unref(c);
 }
+
+X4_TEST(adapter_field_and_default) {
+    char err[256] = "";
+    x4_catalog *c = x4_catalog_new();
+    CHECK_EQ_INT(add_json(c, "{\"id\":\"free\",\"url\":\"http://h/f\"}", err, sizeof err), 0);
+    CHECK_EQ_INT(add_json(c, "{\"id\":\"paid\",\"url\":\"http://h/p\",\"price\":{\"amount\":\"10\"}}", err, sizeof err), 0);
+    CHECK_EQ_INT(add_json(c, "{\"id\":\"gql\",\"url\":\"http://h/g\",\"adapter\":\"graphql_v2-x\",\"price\":{\"amount\":\"1\"}}",
+                          err, sizeof err),
+                 0);
+    CHECK_EQ_INT(add_json(c, "{\"id\":\"nul\",\"url\":\"http://h/n\",\"adapter\":null}", err, sizeof err), 0);
+    const x4_service *f = x4_catalog_get(c, "free"), *p = x4_catalog_get(c, "paid"), *g = x4_catalog_get(c, "gql");
+    CHECK(f && p && g);
+    if (!f || !p || !g) {
+        x4_catalog_unref(c);
+        return;
+    }
+    CHECK(f->adapter == NULL && p->adapter == NULL);
+    CHECK_EQ_STR(x4_service_adapter(f), "http");
+    CHECK_EQ_STR(x4_service_adapter(p), "x402");
+    CHECK_EQ_STR(x4_service_adapter(g), "graphql_v2-x");
+    CHECK_EQ_STR(x4_service_adapter(x4_catalog_get(c, "nul")), "http");
+    CHECK_EQ_STR(x4_service_adapter(NULL), "http");
+    json_t *j = x4_service_to_json(g);
+    CHECK_EQ_STR(json_string_value(json_object_get(j, "adapter")), "graphql_v2-x");
+    json_decref(j);
+    j = x4_service_to_json(f);
+    CHECK(json_object_get(j, "adapter") == NULL); /* absent stays absent: the default is not a record field */
+    json_decref(j);
+
+    /* bad names are refused with a reason naming the field */
+    static const char *const bad[] = {
+        "{\"id\":\"b1\",\"adapter\":\"\"}",          "{\"id\":\"b2\",\"adapter\":\"Http\"}",
+        "{\"id\":\"b3\",\"adapter\":\"a.b\"}",       "{\"id\":\"b4\",\"adapter\":\"../x\"}",
+        "{\"id\":\"b5\",\"adapter\":5}",             "{\"id\":\"b6\",\"adapter\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
+        "{\"id\":\"b7\",\"adapter\":\"a b\"}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        err[0] = 0;
+        CHECK_EQ_INT(add_json(c, bad[i], err, sizeof err), -1);
+        CHECK(strstr(err, "adapter") != NULL);
+    }
+    CHECK_EQ_INT(add_json(c, "{\"id\":\"b8\",\"adapter\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}", err, sizeof err), 0);
+
+    /* the adapter is part of the content version */
+    x4_catalog *c1 = x4_catalog_new(), *c2 = x4_catalog_new();
+    add_json(c1, "{\"id\":\"v\",\"url\":\"http://h/v\"}", err, sizeof err);
+    add_json(c2, "{\"id\":\"v\",\"url\":\"http://h/v\",\"adapter\":\"transform\"}", err, sizeof err);
+    CHECK(strcmp(x4_catalog_version(c1), x4_catalog_version(c2)) != 0);
+    x4_catalog_unref(c1);
+    x4_catalog_unref(c2);
+    x4_catalog_unref(c);
+}
