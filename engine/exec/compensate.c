@@ -15,6 +15,7 @@
 #include "core/util.h"
 #include "exec/httpc.h"
 #include "exec/policy.h"
+#include "exec/step_adapter.h"
 #include "plan/catalog.h"
 #include "store/pg.h"
 
@@ -268,14 +269,20 @@ bad:
     return NULL;
 }
 
-/* The step's compensation as its adapter or catalog record declares it, or NULL. */
+/* The step's compensation as its adapter (compensate()) or else its catalog record declares it,
+ * or NULL. */
 static json_t *declared_compensation(x4_engine *e, const char *wf, const char *step, const char *service,
                                      const json_t *output) {
     const x4_service *svc = e->catalog && service ? x4_catalog_get(e->catalog, service) : NULL;
     if (!svc) return NULL;
-    (void)wf;
-    (void)step;
-    (void)output;
+    x4_step_in in = {svc, wf, step, 0, NULL, (long)e->cfg.connect_timeout_ms, (long)e->cfg.step_timeout_ms,
+                     (size_t)e->cfg.max_response_bytes};
+    json_t *req = NULL;
+    char err[256];
+    int rc = x4_step_compensation(e->lua, &in, output, &req, err, sizeof err);
+    if (rc == 1 && req) return req;
+    json_decref(req);
+    if (rc < 0) x4_warn("compensate", "%s: step %s: the adapter's compensate failed (%s); using the catalog's", wf, step, err);
     if (!json_is_object(svc->compensate)) return NULL;
     return json_deep_copy(svc->compensate);
 }

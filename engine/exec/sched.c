@@ -16,8 +16,10 @@
 #include "core/util.h"
 #include "exec/adapter.h"
 #include "exec/compensate.h"
+#include "exec/failover.h"
 #include "exec/httpc.h"
 #include "exec/policy.h"
+#include "exec/step_adapter.h"
 #include "pay/paystep.h"
 #include "plan/catalog.h"
 #include "plan/plan.h"
@@ -26,6 +28,8 @@
 #define BUCKETS 4096
 /* Attempts a step may spend waiting for an earlier payment to resolve on chain (about 2 s each). */
 #define X4_SCHED_MAX_PAYMENT_WAITS 100
+/* Services a step may fail over to when its own is unavailable (exec/failover.h). */
+#define X4_SCHED_MAX_FAILOVERS 2
 
 enum {
     ST_PENDING,   /* waiting for dependencies or a slot */
@@ -63,6 +67,9 @@ typedef struct {
     json_t *settled_output; /* a paid answer's output, written once its charge has committed */
     json_t *inputs;        /* the bound inputs of the current attempt */
     int paying;            /* a payment is being prepared */
+    int charged;           /* a payment of this step was settled (or may have been): never fail over */
+    int fo_base;           /* attempts spent before the last failover (retries count from here) */
+    json_t *tried;         /* services this step failed over from (exec/failover.h) */
 } step_rt;
 
 struct x4_run {
@@ -103,6 +110,7 @@ static void pump(x4_run *r);
 static void maybe_finish(x4_run *r);
 static void step_fail(x4_run *r, size_t i, const char *why);
 static void skip_one(x4_run *r, size_t k, const char *reason);
+static void step_succeed(x4_run *r, size_t i, json_t *output);
 
 /* ---- run table ---- */
 
@@ -140,6 +148,7 @@ static void run_free(x4_run *r) {
             json_decref(r->st[i].output);
             json_decref(r->st[i].inputs);
             json_decref(r->st[i].settled_output);
+            json_decref(r->st[i].tried);
             free(r->st[i].dependents);
         }
     free(r->st);
@@ -298,8 +307,10 @@ static void ctx_done(step_ctx *c) {
 
 static void on_http(const x4_httpc_resp *resp, void *ud);
 
-/* Sends the step's request (with the payment header when s->pay is set). */
-static int send_request(x4_run *r, size_t i, const json_t *inputs, char *why, size_t whylen) {
+/* Sends the step's request (with the payment header when s->pay is set), built by its adapter
+ * (exec/step_adapter.h). 0: sent; 1: the adapter answered without a request (*output, a pure
+ * step); -1: why (the step fails, not retried). */
+static int send_request(x4_run *r, size_t i, const json_t *inputs, json_t **output, char *why, size_t whylen) {
     x4_engine *e = r->e;
     step_rt *s = &r->st[i];
     x4_plan_step *ps = &r->plan->steps[i];
@@ -310,15 +321,16 @@ static int send_request(x4_run *r, size_t i, const json_t *inputs, char *why, si
     }
     x4_adapter_call call;
     int attempt = s->pay ? x4_paystep_attempt(s->pay) : s->attempts; /* a replay keeps its key */
-    if (x4_adapter_http_build(&call, svc, inputs, r->id, ps->id, attempt, (long)e->cfg.connect_timeout_ms,
-                              (long)e->cfg.step_timeout_ms, (size_t)e->cfg.max_response_bytes, why, whylen) < 0)
-        return -1;
+    x4_step_in in = {svc, r->id, ps->id, attempt, inputs, (long)e->cfg.connect_timeout_ms, (long)e->cfg.step_timeout_ms,
+                     (size_t)e->cfg.max_response_bytes};
+    s->t0_us = x4_mono_us();
+    int rc = x4_step_prepare(e->lua, &in, &call, output, why, whylen);
+    if (rc != 0) return rc;
     if (s->pay && call.req.nheaders < X4_ADAPTER_MAX_HEADERS) {
         call.headers[call.req.nheaders++] =
             (x4_httpc_header){x4_paystep_header_name(s->pay), x4_paystep_header_value(s->pay)};
     }
     s->state = ST_RUNNING;
-    s->t0_us = x4_mono_us();
     step_ctx *hc = ctx_new(r, i);
     if (!hc) {
         x4_adapter_call_free(&call);
@@ -361,10 +373,10 @@ static void on_started(PGresult *res, const char *err, void *ud) {
     json_decref(s->inputs);
     s->inputs = inputs; /* kept for a paid resend */
     char berr[512];
-    if (send_request(r, i, inputs, berr, sizeof berr) < 0) {
-        step_fail(r, i, berr);
-        goto out;
-    }
+    json_t *answer = NULL;
+    int rc = send_request(r, i, inputs, &answer, berr, sizeof berr);
+    if (rc < 0) step_fail(r, i, berr);
+    else if (rc == 1) step_succeed(r, i, answer);
 out:
     ctx_done(c);
 }
@@ -493,6 +505,89 @@ static void step_retry(x4_run *r, size_t i, const char *why, int64_t retry_after
     wake_starved(r->e);
 }
 
+/* ---- failover (exec/failover.h) ---- */
+
+typedef struct {
+    x4_run *run;
+    size_t idx;
+    char to[128];
+    char why[512];
+} failover_ctx;
+
+static void on_failed_over(PGresult *res, const char *err, void *ud) {
+    failover_ctx *f = ud;
+    x4_run *r = f->run;
+    size_t i = f->idx;
+    r->writes--;
+    if (r->dead) goto out;
+    if (err || PQntuples(res) == 0) {
+        /* refused (cancelled, lease lost) or not stored: the step fails as it would have */
+        if (err) x4_warn("sched", "%s: failover write failed (%s)", r->id, err);
+        step_fail(r, i, f->why);
+        goto out;
+    }
+    x4_events_publish_rows(r->e, res);
+    x4_plan_step *ps = &r->plan->steps[i];
+    char *svc = strdup(f->to);
+    if (!svc) {
+        step_fail(r, i, "out of memory");
+        goto out;
+    }
+    free(ps->service);
+    ps->service = svc;
+    step_rt *s = &r->st[i];
+    s->fo_base = s->attempts;
+    s->state = ST_PENDING;
+    slot_release(r, i);
+    pump(r);
+    wake_starved(r->e);
+out:
+    free(f);
+    run_unref(r);
+}
+
+/* The service of step i is unavailable for good: move to the next candidate within the
+ * approved price, or fail the step. Only for network errors, timeouts, 5xx and 429, and only
+ * when nothing was charged for the step (a paid step never pays twice). */
+static void give_up(x4_run *r, size_t i, const x4_httpc_resp *resp, const char *why) {
+    step_rt *s = &r->st[i];
+    x4_plan_step *ps = &r->plan->steps[i];
+    int unavailable = resp->status == X4_HTTPC_NETWORK || resp->status == X4_HTTPC_TIMEOUT ||
+                      (resp->status == X4_HTTPC_OK && (resp->code >= 500 || resp->code == 429));
+    const x4_service *svc = r->e->catalog ? x4_catalog_get(r->e->catalog, ps->service) : NULL;
+    if (!unavailable || r->failed || s->charged || !svc || json_array_size(s->tried) >= X4_SCHED_MAX_FAILOVERS) {
+        step_fail(r, i, why);
+        return;
+    }
+    if (!s->tried) s->tried = json_array();
+    json_array_append_new(s->tried, json_string(ps->service));
+    json_t *cands = x4_failover_candidates(r->e, svc, ps->id, s->inputs, ps->price, s->tried);
+    const char *to = json_string_value(json_array_get(cands, 0));
+    failover_ctx *f = to ? calloc(1, sizeof *f) : NULL;
+    json_t *d = f ? json_pack("{s:s, s:s, s:s, s:s}", "stepId", ps->id, "from", ps->service, "to", to, "reason", why) : NULL;
+    char *data = d ? json_dumps(d, JSON_COMPACT) : NULL;
+    json_decref(d);
+    if (!data) {
+        json_decref(cands);
+        free(f);
+        step_fail(r, i, why);
+        return;
+    }
+    x4_info("sched", "%s: step %s fails over from %s to %s (%s)", r->id, ps->id, ps->service, to, why);
+    f->run = r;
+    f->idx = i;
+    snprintf(f->to, sizeof f->to, "%s", to);
+    snprintf(f->why, sizeof f->why, "%s", why);
+    json_decref(cands);
+    s->state = ST_WRITING;
+    run_ref(r);
+    r->writes++;
+    const char *params[] = {r->id, r->e->owner, ps->id, f->to, data};
+    x4_pg_query(r->e->pg, "SELECT " X4_EV_COLS " FROM x4_step_failover($1, $2, $3, $4, $5::jsonb) e", 5, params,
+                on_failed_over, f);
+    free(data);
+}
+
 /* The retry decision for a failed attempt (not a payment: those are never retried here). Built
  * in: network errors, timeouts, 5xx and 429 are retried with backoff, everything else fails.
  * retry.decide (POLICY_DIR/retry.lua) is asked about every network error, timeout and HTTP
@@ -503,8 +598,9 @@ static void retry_decide(x4_run *r, size_t i, const x4_httpc_resp *resp, x4_outc
                          int64_t retry_after) {
     step_rt *s = &r->st[i];
     int builtin_retry = oc == X4_OUT_RETRY;
-    if (r->failed || s->attempts >= r->e->cfg.retry_max_attempts) {
-        step_fail(r, i, why);
+    int attempt = s->attempts - s->fo_base;
+    if (r->failed || attempt >= r->e->cfg.retry_max_attempts) {
+        give_up(r, i, resp, why);
         return;
     }
     const char *cls = resp->status == X4_HTTPC_NETWORK ? "network"
@@ -516,7 +612,7 @@ static void retry_decide(x4_run *r, size_t i, const x4_httpc_resp *resp, x4_outc
         x4_policy_err pe = {cls, resp->status == X4_HTTPC_OK ? resp->code : 0, retry_after, why};
         int64_t delay = 0;
         char reason[256];
-        int d = x4_policy_retry(r->e, st->id, st->service, s->inputs, r->e->cfg.retry_max_attempts, &pe, s->attempts,
+        int d = x4_policy_retry(r->e, st->id, st->service, s->inputs, r->e->cfg.retry_max_attempts, &pe, attempt,
                                 &delay, reason, sizeof reason);
         if (d == X4_POLICY_RETRY) {
             step_retry(r, i, why, delay);
@@ -526,15 +622,15 @@ static void retry_decide(x4_run *r, size_t i, const x4_httpc_resp *resp, x4_outc
             if (builtin_retry) {
                 char msg[800];
                 snprintf(msg, sizeof msg, "%s (retry policy gave up: %s)", why, reason);
-                step_fail(r, i, msg);
+                give_up(r, i, resp, msg);
             } else {
-                step_fail(r, i, why);
+                give_up(r, i, resp, why);
             }
             return;
         }
     }
     if (builtin_retry) step_retry(r, i, why, retry_after);
-    else step_fail(r, i, why);
+    else give_up(r, i, resp, why);
 }
 
 /* The payment for a 402 is committed (or refused): send the request again with its header. */
@@ -560,8 +656,13 @@ static void on_pay_ready(x4_paystep *ps, const char *why, int64_t retry_ms, void
     }
     s->pay = ps;
     char berr[512];
-    if (send_request(r, i, s->inputs, berr, sizeof berr) < 0) {
-        x4_paystep_drop(ps); /* committed but never sent: the reconciler proves it absent */
+    json_t *answer = NULL;
+    if (send_request(r, i, s->inputs, &answer, berr, sizeof berr) != 0) {
+        /* committed but never sent: the reconciler proves it absent. An adapter that answers
+         * without a request after a 402 is not a paid call: it fails. */
+        if (answer) snprintf(berr, sizeof berr, "the step adapter answered without sending the paid request");
+        json_decref(answer);
+        x4_paystep_drop(ps);
         s->pay = NULL;
         step_fail(r, i, berr);
     }
@@ -616,6 +717,7 @@ static void on_http(const x4_httpc_resp *resp, void *ud) {
         if (pc) r->writes++;
         x4_pay_result pr = x4_paystep_finish(s->pay, resp, pwhy, sizeof pwhy, pc ? on_pay_recorded : NULL, pc);
         s->pay = NULL;
+        if (pr != X4_PAY_REFUSED) s->charged = 1;
         int ok2xx = resp->status == X4_HTTPC_OK && resp->code >= 200 && resp->code < 300;
         if (pr == X4_PAY_REFUSED || (pr == X4_PAY_UNRESOLVED && !ok2xx)) {
             /* never retried: paying again before the first payment is resolved could pay twice */
@@ -624,7 +726,11 @@ static void on_http(const x4_httpc_resp *resp, void *ud) {
         }
         paid_ok = pc != NULL;
     }
-    x4_outcome oc = x4_adapter_http_classify(resp, &output, &retry_after, why, sizeof why);
+    const x4_plan_step *pst = &r->plan->steps[i];
+    x4_step_in in = {r->e->catalog ? x4_catalog_get(r->e->catalog, pst->service) : NULL, r->id, pst->id, s->attempts,
+                     NULL, 0, 0, 0};
+    x4_outcome oc = in.svc ? x4_step_parse(r->e->lua, &in, resp, &output, &retry_after, why, sizeof why)
+                           : x4_adapter_http_classify(resp, &output, &retry_after, why, sizeof why);
     if (oc == X4_OUT_OK && paid_ok) {
         s->state = ST_WRITING;
         s->settled_output = output; /* written by on_pay_recorded */
@@ -840,6 +946,13 @@ static void on_loaded(PGresult *res, const char *err, void *ud) {
         ssize_t i = x4_plan_find(r->plan, json_string_value(json_object_get(row, "id")));
         if (i < 0) continue;
         step_rt *s = &r->st[i];
+        const char *svc = json_string_value(json_object_get(row, "service"));
+        if (svc && strcmp(svc, r->plan->steps[i].service) != 0) { /* failed over before (sql/009) */
+            char *dup = strdup(svc);
+            if (!dup) goto fail_load;
+            free(r->plan->steps[i].service);
+            r->plan->steps[i].service = dup;
+        }
         s->state = state_of(json_string_value(json_object_get(row, "status")) ?: "pending");
         s->attempts = (int)json_integer_value(json_object_get(row, "attempts"));
         json_t *o = json_object_get(row, "output");
@@ -899,7 +1012,7 @@ void x4_sched_resume(x4_engine *e, const char *id) {
     x4_pg_query(e->pg,
                 "SELECT w.plan::text AS plan, w.status, w.lease_owner, w.max_time_ms, "
                 "  (extract(epoch FROM clock_timestamp() - w.started_at) * 1000)::bigint AS elapsed_ms, "
-                "  (SELECT json_agg(json_build_object('id', s.id, 'status', s.status, 'attempts', s.attempts, "
+                "  (SELECT json_agg(json_build_object('id', s.id, 'service', s.service, 'status', s.status, 'attempts', s.attempts, "
                 "      'output', s.output, 'error', s.error) ORDER BY s.idx) FROM steps s WHERE s.workflow_id = w.id)::text "
                 "      AS steps "
                 "FROM workflows w WHERE w.id = $1",
