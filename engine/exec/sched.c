@@ -1056,6 +1056,7 @@ void x4_sched_abort_all(x4_engine *e, const char *why) {
 static void on_event(const x4_event *ev, void *ud) {
     x4_engine *e = ud;
     if (strcmp(ev->type, "workflow.cancelled") == 0) x4_sched_abort(e, ev->workflow_id, "cancelled");
+    else if (strcmp(ev->type, "workflow.cancelling") == 0) x4_sched_abort(e, ev->workflow_id, "cancelled");
     else if (strcmp(ev->type, "workflow.compensating") == 0) x4_sched_abort(e, ev->workflow_id, "compensating");
 }
 

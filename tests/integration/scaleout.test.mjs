@@ -1,7 +1,8 @@
 // tests/integration/scaleout.test.mjs — several engine processes on one PostgreSQL and one
 // Redis (DESIGN.md "Scale-out"): a stream on one process sees everything another process
 // executes; losing Redis mid-run loses no event (streams catch up from PostgreSQL after the
-// reconnect); a cancel sent to one process stops the run on the other; a process killed with
+// reconnect); a cancel sent to one process stops the run on the other (and, after a step
+// succeeded, that process undoes it); a process killed with
 // -9 has its workflow taken over by a live one after LEASE_MS, no succeeded step run twice.
 // This file runs its own redis-server so it can kill it without disturbing other tests.
 import { test, before, after } from 'node:test';
@@ -114,6 +115,22 @@ test('a cancel sent to one process stops the run on the other', async () => {
   assert.equal(wf.status, 'cancelled');
   assert.deepEqual(wf.steps.map((x) => x.status), ['failed', 'skipped']);
   assert.equal(svc.calls({ workflowId: id, path: '/echo' }).length, 0);
+});
+
+test('a cancel sent to the other process after a step succeeded: it undoes the step, the run stops', async () => {
+  const plan = { steps: [step('r', 'reserve', { slot: 'x' }), step('h', 'hang', {}, ['r'])] };
+  const { id } = await ready(ca, { input: 'cancel and undo across processes', plan });
+  await approve(ca, id);
+  await waitFor(() => svc.calls({ workflowId: id, path: '/hang' }).length === 1, { message: 'hang called' });
+  const r = await cb.post(`/workflows/${id}/cancel`);
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.workflow.status, 'compensating');
+  await waitFor(() => svc.calls({ workflowId: id, path: '/hang' })[0].aborted, { timeout: 5000, message: 'A aborted the call' });
+  const wf = await waitStatus(ca, id, ['cancelled'], { timeout: 15000 });
+  assert.equal(wf.steps[0].status, 'compensated');
+  const undo = svc.calls({ workflowId: id, path: '/undo' });
+  assert.equal(undo.length, 1, 'undone once, by the process that took the cancel');
+  assert.equal(undo[0].idempotencyKey, `${id}:r:compensate`);
 });
 
 test('kill -9 of the driving process: a live process takes the workflow over', async () => {
