@@ -289,6 +289,25 @@ static void on_hold(PGresult *res, const char *err, void *ud) {
         recon_start(r);
         return;
     }
+    if (paid && paid[0] == 't' && x4_pg_val(res, 0, "c_id") && x4_pg_val(res, 0, "c_hname") &&
+        x4_pg_val(res, 0, "c_hvalue")) {
+        /* An earlier payment of this step landed and was charged (the background reconciler got
+         * there before this step ran again, e.g. after a crash): replay that very paid request —
+         * same header, same Idempotency-Key attempt — so the service answers from its record
+         * instead of being paid twice. A 402 to the replay flags it for refund (finish). */
+        ps->replay_name = x4_strdup(x4_pg_val(res, 0, "c_hname"));
+        ps->replay_value = x4_strdup(x4_pg_val(res, 0, "c_hvalue"));
+        ps->replay_attempt = (int)x4_pg_ll(res, 0, "c_attempt", 0);
+        if (!ps->replay_name || !ps->replay_value) {
+            refuse(ps, "out of memory");
+            return;
+        }
+        ps->replay = 1;
+        ps->replay_landed = 1;
+        ps->id = x4_pg_ll(res, 0, "c_id", 0);
+        ps->cb(ps, NULL, -1, ps->ud);
+        return;
+    }
     if (paid && paid[0] == 't') {
         refuse(ps, "this step was already paid and the service asks again; not paying twice (refund due)");
         return;
@@ -320,9 +339,13 @@ void x4_paystep_begin(x4_engine *e, const char *wf, const char *step, int attemp
                 "EXISTS (SELECT 1 FROM payments p WHERE p.workflow_id = w.id AND p.step_id = $3 AND p.charged) AS paid, "
                 "u.id AS u_id, u.attempt AS u_attempt, u.memo AS u_memo, u.payer_signature AS u_sig, "
                 "u.last_valid_block_height AS u_lvbh, u.amount AS u_amount, u.header_name AS u_hname, "
-                "u.header_value AS u_hvalue "
+                "u.header_value AS u_hvalue, c.id AS c_id, c.attempt AS c_attempt, c.header_name AS c_hname, "
+                "c.header_value AS c_hvalue "
                 "FROM workflows w LEFT JOIN LATERAL (SELECT * FROM payments p WHERE p.workflow_id = w.id "
-                "AND p.step_id = $3 AND p.status = 'signed' ORDER BY p.id DESC LIMIT 1) u ON true WHERE w.id = $1",
+                "AND p.step_id = $3 AND p.status = 'signed' ORDER BY p.id DESC LIMIT 1) u ON true "
+                "LEFT JOIN LATERAL (SELECT * FROM payments p WHERE p.workflow_id = w.id AND p.step_id = $3 AND p.charged "
+                "AND NOT EXISTS (SELECT 1 FROM ledger l WHERE l.kind = 'refund_due' AND l.workflow_id = w.id "
+                "AND l.step_id = $3) ORDER BY p.id DESC LIMIT 1) c ON true WHERE w.id = $1",
                 3, params, on_hold, ps);
 }
 
