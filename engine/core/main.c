@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/cli.h"
 #include "core/config.h"
@@ -16,6 +17,7 @@
 #include "core/util.h"
 #include "http/auth.h"
 #include "http/server.h"
+#include "lua/lua.h"
 #include "pay/solana.h"
 #include "plan/catalog.h"
 #include "plan/matcher.h"
@@ -217,11 +219,38 @@ out:
 
 /* ---- plan ---- */
 
+/* The operator's policies for the planner (policies/matching.lua): POLICY_DIR, default
+ * "policies" in the working directory, else the source tree's (PLUGIN_DIR likewise, as the
+ * runtime loads both); NULL (built-in rules, said on stderr) when none loads. */
+static x4_lua_rt *plan_policies(const x4_config *cfg) {
+    struct stat st;
+    const char *dir = cfg->policy_dir;
+    if (!getenv("POLICY_DIR") && stat(dir, &st) != 0) dir = X4_SOURCE_DIR "/policies";
+    const char *lib = getenv("X402R_LUA_DIR");
+    if (!lib || !*lib) lib = X4_SOURCE_DIR "/lua";
+    const char *plugins = cfg->plugin_dir;
+    if (!getenv("PLUGIN_DIR") && stat(plugins, &st) != 0) plugins = X4_SOURCE_DIR "/plugins";
+    x4_lua_opts o = {dir, plugins, lib, (size_t)cfg->lua_mem_cap, (uint64_t)cfg->lua_budget};
+    char err[512];
+    x4_lua_rt *rt = x4_lua_open(&o, err, sizeof err);
+    if (!rt) {
+        fprintf(stderr, "x402r plan: Lua runtime: %s; planning with the built-in rules\n", err);
+        return NULL;
+    }
+    if (x4_lua_reload(rt, err, sizeof err) < 0) {
+        fprintf(stderr, "x402r plan: policies not loaded (%s); planning with the built-in rules\n", err);
+        x4_lua_close(rt);
+        return NULL;
+    }
+    return rt;
+}
+
 /* draft (batch mode only, may be NULL): the planner's rejected plan when validation fails. */
-static int plan_one(const x4_catalog *cat, const char *task, json_t **out, json_t **draft, char *err, size_t errlen) {
+static int plan_one(const x4_catalog *cat, x4_lua_rt *lua, const char *task, json_t **out, json_t **draft, char *err,
+                    size_t errlen) {
     json_t *plan = NULL, *errors = NULL;
     x4_plan *p = NULL;
-    if (x4_planner_plan(cat, task, X4_NO_MAX_COST, NULL, &plan, draft, err, errlen) < 0) return -1;
+    if (x4_planner_plan_lua(cat, task, X4_NO_MAX_COST, NULL, lua, &plan, draft, err, errlen) < 0) return -1;
     if (x4_plan_parse(plan, cat, X4_NO_MAX_COST, &p, &errors) < 0) {
         json_t *first = json_array_get(errors, 0);
         snprintf(err, errlen, "invalid plan: %s: %s", json_string_value(json_object_get(first, "field")) ?: "",
@@ -250,7 +279,9 @@ static int cmd_plan(int argc, char **argv) {
                    "Prints the plan (DESIGN.md format, plus estimatedCost) for a task, planned offline over\n"
                    "the catalog (--catalog, else CATALOG_FILE). With --batch, reads lines {\"id\",\"task\"} and\n"
                    "writes one line {\"id\",\"plan\"} or {\"id\",\"error\",\"draft\"?} per task, loading the catalog once\n"
-                   "(a line may carry its own \"catalog\": {\"services\":[...]}).\n");
+                   "(a line may carry its own \"catalog\": {\"services\":[...]}).\n"
+                   "The planner's weights and rank follow POLICY_DIR/matching.lua (default policies/ here, else\n"
+                   "the source tree's; see docs/lua.md).\n");
             return 0;
         }
         if (!strcmp(argv[i], "--catalog") && i + 1 < argc) catalog = argv[++i];
@@ -270,6 +301,7 @@ static int cmd_plan(int argc, char **argv) {
     if (!catalog) catalog = cfg.catalog_file;
     int rc = 1;
     char err[1024];
+    x4_lua_rt *lua = NULL;
     x4_catalog *cat = x4_catalog_new();
     if (!catalog) {
         fprintf(stderr, "x402r plan: no catalog: pass --catalog FILE or set CATALOG_FILE\n");
@@ -285,9 +317,10 @@ static int cmd_plan(int argc, char **argv) {
         fprintf(stderr, "x402r plan: %s\n", cat ? err : "out of memory");
         goto out;
     }
+    lua = plan_policies(&cfg);
     if (!batch) {
         json_t *plan;
-        if (plan_one(cat, task, &plan, NULL, err, sizeof err) < 0) {
+        if (plan_one(cat, lua, task, &plan, NULL, err, sizeof err) < 0) {
             fprintf(stderr, "x402r plan: %s\n", err);
             goto out;
         }
@@ -326,7 +359,7 @@ static int cmd_plan(int argc, char **argv) {
             char msg[128];
             snprintf(msg, sizeof msg, "line %ld: expected {\"id\", \"task\", \"catalog\"?}", lineno);
             out = json_pack("{s:s?, s:s}", "id", id, "error", msg);
-        } else if (plan_one(own ? own : cat, t, &plan, &draft, err, sizeof err) < 0) {
+        } else if (plan_one(own ? own : cat, lua, t, &plan, &draft, err, sizeof err) < 0) {
             out = json_pack("{s:s?, s:s, s:o?}", "id", id, "error", err, "draft", draft);
         } else {
             out = json_pack("{s:s?, s:o}", "id", id, "plan", plan);
@@ -341,6 +374,7 @@ static int cmd_plan(int argc, char **argv) {
     if (in != stdin) fclose(in);
     rc = 0;
 out:
+    if (lua) x4_lua_close(lua);
     if (cat) x4_catalog_unref(cat);
     x4_config_free(&cfg);
     return rc;

@@ -1,5 +1,5 @@
 /* exec/planning.c — see planning.h. One LLM client per process (a static: one engine per
- * process). */
+ * process); the planning latency rings. */
 #include "exec/planning.h"
 
 #include <stdio.h>
@@ -7,9 +7,73 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/util.h"
+#include "lua/lua.h"
 #include "plan/catalog.h"
 #include "plan/llm.h"
 #include "plan/matcher.h"
+
+/* ---- planning latency ---- */
+
+static struct {
+    uint64_t ns[X4_PLANNING_SAMPLES];
+    size_t next;
+    uint64_t count;
+} g_lat[2];
+
+void x4_planning_latency_record(x4_planning_source src, uint64_t ns) {
+    if ((unsigned)src > 1) return;
+    g_lat[src].ns[g_lat[src].next] = ns;
+    g_lat[src].next = (g_lat[src].next + 1) % X4_PLANNING_SAMPLES;
+    g_lat[src].count++;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+void x4_planning_latency(x4_planning_source src, uint64_t *count, double *p50_us, double *p99_us, double *max_us) {
+    *count = 0;
+    *p50_us = *p99_us = *max_us = 0;
+    if ((unsigned)src > 1) return;
+    size_t n = g_lat[src].count < X4_PLANNING_SAMPLES ? (size_t)g_lat[src].count : X4_PLANNING_SAMPLES;
+    *count = g_lat[src].count;
+    if (!n) return;
+    uint64_t *v = malloc(n * sizeof *v);
+    if (!v) return;
+    memcpy(v, g_lat[src].ns, n * sizeof *v);
+    qsort(v, n, sizeof *v, cmp_u64);
+    /* nearest rank: the smallest sample with at least q·n samples at or below it */
+    size_t r50 = (n * 50 + 99) / 100, r99 = (n * 99 + 99) / 100;
+    *p50_us = (double)v[(r50 ? r50 : 1) - 1] / 1e3;
+    *p99_us = (double)v[(r99 ? r99 : 1) - 1] / 1e3;
+    *max_us = (double)v[n - 1] / 1e3;
+    free(v);
+}
+
+void x4_planning_metrics(x4_buf *b) {
+    static const char *const NAMES[] = {"cache", "planner"};
+    x4_buf_puts(b, "# HELP x402r_planning_seconds Start of planning to plan stored, in this process (last "
+                   "samples; source cache = a cache hit)\n# TYPE x402r_planning_seconds summary\n");
+    for (int s = 0; s < 2; s++) {
+        uint64_t n;
+        double p50, p99, mx;
+        x4_planning_latency((x4_planning_source)s, &n, &p50, &p99, &mx);
+        x4_buf_printf(b,
+                      "x402r_planning_seconds{source=\"%s\",quantile=\"0.5\"} %.6f\n"
+                      "x402r_planning_seconds{source=\"%s\",quantile=\"0.99\"} %.6f\n"
+                      "x402r_planning_seconds{source=\"%s\",quantile=\"1\"} %.6f\n"
+                      "x402r_planning_seconds_count{source=\"%s\"} %llu\n",
+                      NAMES[s], p50 / 1e6, NAMES[s], p99 / 1e6, NAMES[s], mx / 1e6, NAMES[s], (unsigned long long)n);
+    }
+}
+
+int x4_planning_offline(x4_engine *e, const char *task, uint64_t max_cost, json_t **plan, char *err, size_t errlen) {
+    return x4_planner_plan_lua(e->catalog, task, max_cost, NULL, e->lua, plan, NULL, err, errlen);
+}
+
+/* ---- the LLM planner ---- */
 
 static x4_llm *g_llm;
 static x4_llm_opts g_opts;

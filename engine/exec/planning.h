@@ -13,11 +13,27 @@
 #include <stdint.h>
 
 #include "core/engine.h"
+#include "core/util.h"
 #include "plan/plan.h"
 
 /* plan != NULL: the LLM's valid plan (the callee frees it). plan == NULL: why, and the caller
  * plans offline. cancelled = 1 at shutdown (do nothing). */
 typedef void (*x4_planning_cb)(x4_plan *plan, const char *why, const char *planner, int cancelled, void *ud);
+
+/* Planning latency, measured in the server from the moment a workflow starts planning to its
+ * plan stored (plan_ready written): the last X4_PLANNING_SAMPLES of each source (cache hits,
+ * and plans made by a planner), kept in a ring. Recorded and read on the loop thread. */
+#define X4_PLANNING_SAMPLES 8192
+typedef enum { X4_PLANNING_CACHE = 0, X4_PLANNING_PLANNER = 1 } x4_planning_source;
+void x4_planning_latency_record(x4_planning_source src, uint64_t ns);
+/* count (all time), and p50/p99/max (µs) over the samples kept; 0s when none. */
+void x4_planning_latency(x4_planning_source src, uint64_t *count, double *p50_us, double *p99_us, double *max_us);
+/* Appends the Prometheus lines (a summary x402r_planning_seconds{source=...}) to b. */
+void x4_planning_metrics(x4_buf *b);
+
+/* The offline planner with the engine's policies (e->lua: policies/matching.lua's weights and
+ * score, see x4_planner_plan_lua): 0 and a new plan JSON, or -1 with err. Loop thread only. */
+int x4_planning_offline(x4_engine *e, const char *task, uint64_t max_cost, json_t **plan, char *err, size_t errlen);
 
 int x4_planning_open(x4_engine *e, char *err, size_t errlen);
 void x4_planning_close(void);

@@ -28,6 +28,7 @@ typedef struct {
 /* Workflows this process is planning right now, so a lease cycle does not plan one twice. */
 typedef struct planning {
     char id[96];
+    uint64_t t0_ns; /* uv_hrtime() when planning started: the planning latency's start */
     struct planning *next;
 } planning;
 static planning *g_planning;
@@ -43,8 +44,15 @@ static void planning_add(const char *id) {
     planning *p = calloc(1, sizeof *p);
     if (!p) return;
     snprintf(p->id, sizeof p->id, "%s", id);
+    p->t0_ns = uv_hrtime();
     p->next = g_planning;
     g_planning = p;
+}
+
+static uint64_t planning_t0(const char *id) {
+    for (planning *p = g_planning; p; p = p->next)
+        if (!strcmp(p->id, id)) return p->t0_ns;
+    return 0;
 }
 
 static void planning_del(const char *id) {
@@ -108,6 +116,7 @@ typedef struct plan_job {
     uint64_t max_cost;
     char key[96];          /* "" = no cache */
     int lock_owned;
+    uint64_t t0_ns; /* planning started (planning_t0) */
     uint64_t waited_ms;
     uv_timer_t *timer;
 } plan_job;
@@ -172,34 +181,59 @@ static void cache_put(x4_engine *e, const char *key, const char *plan_text, cons
     }
 }
 
-/* Stores a valid plan: planning -> awaiting_approval (and, given a key, caches it). */
+typedef struct {
+    wf_ctx *w;
+    uint64_t t0_ns;
+    x4_planning_source src;
+} stored_ctx;
+
+/* plan_ready written: the planning latency ends here (a row: the workflow did move from
+ * planning), and the workflow leaves the planning set (see store_plan_cached). */
+static void on_plan_stored(PGresult *res, const char *err, void *ud) {
+    stored_ctx *s = ud;
+    if (!err && s->t0_ns && PQntuples(res) > 0) x4_planning_latency_record(s->src, uv_hrtime() - s->t0_ns);
+    planning_del(s->w->id);
+    on_published(res, err, s->w);
+    free(s);
+}
+
+/* Stores a valid plan: planning -> awaiting_approval (and, given a key, caches it). t0_ns:
+ * when planning started (0: unknown, not measured). */
 static void store_plan_cached(x4_engine *e, const char *id, const x4_plan *plan, const char *planner,
-                              const char *key, int lock_owned) {
+                              const char *key, int lock_owned, uint64_t t0_ns) {
     json_t *norm = x4_plan_to_json(plan);
     char *text = norm ? json_dumps(norm, JSON_COMPACT) : NULL;
     json_decref(norm);
     if (text && strncmp(planner, "cache", 5) != 0) cache_put(e, key, text, planner, lock_owned);
     wf_ctx *w = text ? ctx_new(e, id) : NULL;
-    if (!w) {
+    stored_ctx *sc = w ? calloc(1, sizeof *sc) : NULL;
+    if (!sc) {
+        free(w);
         free(text);
         return;
     }
+    sc->w = w;
+    sc->t0_ns = t0_ns;
+    /* held in the planning set until plan_ready is written: a lease cycle reading the row
+     * before then (still "planning") must not plan it a second time */
+    planning_add(id);
+    sc->src = strncmp(planner, "cache", 5) == 0 ? X4_PLANNING_CACHE : X4_PLANNING_PLANNER;
     char est[24], ttl[24];
     snprintf(est, sizeof est, "%llu", (unsigned long long)plan->estimate);
     snprintf(ttl, sizeof ttl, "%lld", (long long)e->cfg.approval_ttl_ms);
     const char *params[] = {id, text, est, ttl, planner};
     x4_pg_query(e->pg, "SELECT " X4_EV_COLS " FROM x4_wf_plan_ready($1, $2::jsonb, $3::bigint, $4::bigint, $5) e", 5,
-                params, on_published, w);
+                params, on_plan_stored, sc);
     free(text);
 }
 
 /* The offline planner (synchronous, no network). */
 static void plan_offline_cached(x4_engine *e, const char *id, const char *input, uint64_t max_cost, const char *key,
-                                int lock_owned) {
+                                int lock_owned, uint64_t t0_ns) {
     json_t *plan_j = NULL, *errors = NULL;
     x4_plan *plan = NULL;
     char why[512];
-    if (x4_matcher_plan(e->catalog, input, max_cost, &plan_j, why, sizeof why) < 0) {
+    if (x4_planning_offline(e, input, max_cost, &plan_j, why, sizeof why) < 0) {
         plan_failed(e, id, why);
         goto out;
     }
@@ -211,7 +245,7 @@ static void plan_offline_cached(x4_engine *e, const char *id, const char *input,
         plan_failed(e, id, why);
         goto out;
     }
-    store_plan_cached(e, id, plan, "offline", key, lock_owned);
+    store_plan_cached(e, id, plan, "offline", key, lock_owned, t0_ns);
 out:
     json_decref(plan_j);
     json_decref(errors);
@@ -223,7 +257,7 @@ static void on_llm_plan(x4_plan *plan, const char *why, const char *planner, int
     x4_engine *e = j->e;
     if (!cancelled && !e->stopping) {
         if (plan) {
-            store_plan_cached(e, j->id, plan, planner, j->key, j->lock_owned);
+            store_plan_cached(e, j->id, plan, planner, j->key, j->lock_owned, j->t0_ns);
         } else {
             /* say why, then plan offline */
             json_t *d = json_pack("{s:s, s:s}", "reason", why, "planner", planner);
@@ -236,7 +270,7 @@ static void on_llm_plan(x4_plan *plan, const char *why, const char *planner, int
                             2, params, on_published, w);
             }
             free(data);
-            plan_offline_cached(e, j->id, j->input, j->max_cost, j->key, j->lock_owned);
+            plan_offline_cached(e, j->id, j->input, j->max_cost, j->key, j->lock_owned, j->t0_ns);
         }
     }
     x4_plan_free(plan);
@@ -249,7 +283,7 @@ static void job_plan(plan_job *j) {
         x4_planning_llm(j->e, j->input, j->max_cost, on_llm_plan, j);
         return;
     }
-    plan_offline_cached(j->e, j->id, j->input, j->max_cost, j->key, j->lock_owned);
+    plan_offline_cached(j->e, j->id, j->input, j->max_cost, j->key, j->lock_owned, j->t0_ns);
     job_free(j);
 }
 
@@ -311,7 +345,7 @@ static void on_cached(redisReply *reply, const char *err, void *ud) {
             char planner[80];
             snprintf(planner, sizeof planner, "cache:%.*s", (int)(nl - reply->str) > 60 ? 60 : (int)(nl - reply->str),
                      reply->str);
-            store_plan_cached(e, j->id, plan, planner, NULL, 0);
+            store_plan_cached(e, j->id, plan, planner, NULL, 0, j->t0_ns);
             x4_plan_free(plan);
             json_decref(pj);
             job_free(j);
@@ -367,6 +401,7 @@ static void on_plan_input(PGresult *res, const char *err, void *ud) {
     }
     j->e = e;
     j->max_cost = max_cost;
+    j->t0_ns = planning_t0(c->id);
     snprintf(j->id, sizeof j->id, "%s", c->id);
     const char *off = getenv("PLAN_CACHE");
     if (!(off && !strcmp(off, "off"))) cache_key(e, input, j->user, max_cost, j->key);

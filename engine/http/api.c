@@ -27,6 +27,7 @@
 #include "core/util.h"
 #include "exec/approval.h"
 #include "exec/compensate.h"
+#include "exec/planning.h"
 #include "exec/policy.h"
 #include "exec/sched.h"
 #include "exec/workflow.h"
@@ -251,6 +252,7 @@ static void health_answer(api_ctx *c) {
                   (unsigned long long)e->stats.step_retries, (unsigned long long)e->stats.events_published,
                   (unsigned long long)e->stats.events_remote, x4_streams_count(e),
                   (unsigned long long)e->stats.ws_dropped_slow, x4_pg_pending(e->pg));
+    x4_planning_metrics(&b);
     if (!b.data) x4_api_error(c->req, 500, "out of memory", NULL);
     else x4_req_respond(c->req, 200, "text/plain; version=0.0.4", b.data, b.len);
     x4_buf_free(&b);

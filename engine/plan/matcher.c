@@ -6,31 +6,45 @@
  *     output names 0.4, parameter descriptions 0.3) and its best field; BM25 idf; an inverted
  *     index. Built once per catalog version (x4_catalog_version + count) and kept in a small
  *     reference-counted cache (4 entries, mutex): ~50 ms for NesTools' 3,034 services, then free.
- *  2. Clauses: cut at sentence ends and ";" (never inside quotes), "then", "after that",
- *     "afterwards", "subsequently", "finally", and "and"/"," before a verb (built-in list plus the
- *     first word of verb_noun service ids) when both sides keep two content words.
+ *  2. Clauses: cut at sentence ends and ";" (never inside quotes; not after an abbreviation,
+ *     an initial or a title: "sq. ft.", "F. Scott", "Dr. Smith"), "then", "after that",
+ *     "afterwards", "subsequently", "finally", and "and"/"," before a verb (built-in list plus
+ *     the first word of a verb_noun service id whose description opens with it) when the left
+ *     keeps two content words and the right three. Left out: a phrase before that comma or a
+ *     clause opening with a subordinator ("After analysing the results, ...", "Upon completion
+ *     of these tasks, finally ...") — it refers back — and a sentence that only describes ("The
+ *     deadline is on May 1.": determiner, then a copula not followed by a participle).
  *  3. Choice: per clause, BM25 (k1, b) / the clause's Σ idf, combined by x4_planner_rank() with
  *     the share of the service's name mentioned, its BM25 against the whole task (context), the
  *     share of its required inputs earlier steps output (chaining) and price; needs ≥ match_min
- *     and a name/tag hit or two tokens; one service per clause, no repeats, cheaper on a tie,
- *     within max_cost.
+ *     and a name/tag hit or two tokens. Then the joint choice (preselect): the top 6 services of
+ *     every clause, and a beam search (24 wide) over the clauses maximising Σ rank + wire_bonus ×
+ *     the share of a service's inputs the services chosen for earlier clauses feed + fill_bonus ×
+ *     the share fed or evidenced by the task (a literal whose words name the input, the input's
+ *     name, an enum value), no service twice, within max_cost. policies/matching.lua may set the
+ *     weights (weights) and replace the rank of the top 6 per clause (score).
  *  4. Wiring, per input: same-named earlier output (type-compatible); required: Dice of name +
- *     description tokens ≥ sim_min (untyped outputs fit any type); enum values the task names;
- *     literals (quoted strings, numbers, booleans, dates, ids / e-mails / file names / ratios,
- *     proper-noun spans) matched by the words around them, same clause, priority and date-ness;
- *     a still-open required input takes the nearest unused literal of its type (arrays wrap one);
- *     defaults; then chaining a provider service (depth ≤ 2).
+ *     description tokens ≥ sim_typed when both sides are typed, sim_min for an untyped output;
+ *     enum values the task names, then example values the description lists ("such as 'cat',
+ *     'dog'"); literals (quoted strings, numbers, booleans, dates as ISO 8601, times of day,
+ *     ids / e-mails / file names / ratios, proper-noun spans; lists "A, B and C" for arrays)
+ *     matched by the words around them, same clause, priority and date/time-ness; a value named
+ *     by the input ("pink gill color", "not toxic"); a still-open required input: an earlier
+ *     output at sim_min, any literal of its type, its default, the most similar earlier output
+ *     of its type; then chaining a provider service (depth ≤ 2).
  *  5. The plan goes through x4_plan_parse(); a rejected plan is given back as a draft on request.
  *
- * Quality (bench/planner/RESULTS.md, NesTools dev, strict): tool F1 0.53, edge F1 0.37, literal
- * F1 0.26, 69% valid; counting rejected drafts: 0.60 / 0.42 / 0.28. Tried: context and chaining
- * weights 0.3 (+0.01–0.02 F1, kept), match_min 0.4–0.5 (+0.01 F1 but a cheaper fallback is no
- * longer eligible under maxCost: kept 0.30), sim_min 0.30 vs 0.45 (same edge F1, kept 0.30).
+ * Quality (bench/planner/RESULTS.md, NesTools dev, strict): tool F1 0.67, edge F1 0.50, literal
+ * F1 0.41, 89% valid (before this round: 0.53 / 0.37 / 0.26, 69%). Tried and dropped (no gain on
+ * dev): derivational prefixes as extra tokens, more suffix stripping, a stricter match_min for
+ * clauses split inside a sentence, dropping a clause another chosen service covers, the name
+ * share against the whole task, per-clause input evidence, names before context literals.
  * Limits: tasks up to 16 KiB, 64 clauses, 128 literals. Cost per task: O(clause tokens ×
- * postings) per clause, ~2 ms on NesTools. */
+ * postings) per clause plus the beam, ~2.5 ms on NesTools. */
 #include "plan/matcher.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -42,6 +56,7 @@
 
 #include "core/log.h"
 #include "core/util.h"
+#include "lua/lua.h"
 #include "plan/plan.h"
 
 #define OPTIONAL_MIN 0.20 /* an optional input's provider: relevance to the whole task */
@@ -372,7 +387,7 @@ typedef struct {
     size_t pos;
     int clause;
     int prio;       /* 2 quoted, 1 date / id / proper noun / measure, 0 plain */
-    int date;       /* a date (a string) */
+    int date;       /* 1 a date, 2 a time of day (a string) */
     size_t end;     /* byte after it in the task */
     strset ctx;     /* words around it */
 } literal;
@@ -412,9 +427,11 @@ typedef struct {
     uint64_t sum, max_cost;
     char budget_note[256]; /* a provider left out for the budget, told with the final error */
     double *acc;
+    double *bm25; /* the last clause's BM25 feature per service (for matching.score) */
     double *ctx; /* relevance of each service to the whole task */
     int *hits;
     unsigned char *strong;
+    x4_lua_rt *lua;  /* matching.score, when it defines one (NULL: the built-in rank) */
 } mctx;
 
 static ssize_t cat_index(const mctx *m, const x4_service *s) {
@@ -490,6 +507,19 @@ static pindex *index_build(const x4_catalog *cat) {
         for (size_t k = 0; k < (size_t)(us - id); k++) w[k] = (char)tolower((unsigned char)id[k]);
         w[us - id] = 0;
         stem(w);
+        /* ... when the description opens with it too ("scan_isbn": "Scan the ISBN ..."); a
+         * noun-first id ("pollutant_level": "Get the level ...") names no verb */
+        const char *d = x4_catalog_at(cat, i)->description;
+        char dw[TOK_MAX + 1];
+        size_t dn = 0;
+        while (d && *d && !word_char((unsigned char)*d)) d++;
+        while (d && word_char((unsigned char)d[dn]) && dn < TOK_MAX) {
+            dw[dn] = (char)tolower((unsigned char)d[dn]);
+            dn++;
+        }
+        dw[dn] = 0;
+        stem(dw);
+        if (strcmp(w, dw)) continue;
         int t = vocab_find(&ix->v, w);
         if (t >= 0) ix->v.verb[t] = 1;
     }
@@ -581,7 +611,8 @@ static int mctx_alloc(mctx *m) {
     m->acc = calloc(n, sizeof *m->acc);
     m->hits = calloc(n, sizeof *m->hits);
     m->strong = calloc(n, 1);
-    return m->used && m->acc && m->hits && m->strong ? 0 : -1;
+    m->bm25 = calloc(n, sizeof *m->bm25);
+    return m->used && m->acc && m->hits && m->strong && m->bm25 ? 0 : -1;
 }
 
 static void clause_prepare(mctx *m, mclause *c) {
@@ -607,11 +638,14 @@ void x4_planner_params_default(x4_planner_params *p) {
     p->bm25_k1 = 1.2;
     p->bm25_b = 0.5;
     p->match_min = 0.30;
-    p->name_bonus = 0.25;
-    p->context_weight = 0.3;
+    p->name_bonus = 0.0;
+    p->context_weight = 1.0;
     p->chain_bonus = 0.3;
     p->cost_weight = 0.0;
     p->sim_min = 0.30;
+    p->sim_typed = 0.60;
+    p->wire_bonus = 0.3;
+    p->fill_bonus = 0.3;
 }
 
 double x4_planner_rank(const x4_planner_params *p, const x4_planner_features *f) {
@@ -667,6 +701,7 @@ static void score_clause_r(mctx *m, const mclause *c, int rank) {
     for (size_t i = 0; i < m->ncat; i++) {
         if (!m->hits[i]) continue;
         x4_planner_features f = {m->acc[i], name_share(m, i, c), 0, 0, 0};
+        m->bm25[i] = m->acc[i];
         if (rank) {
             f.context = m->ctx ? m->ctx[i] : 0;
             f.fed = m->prm.chain_bonus != 0 ? fed_share(m, i) : 0;
@@ -678,7 +713,12 @@ static void score_clause_r(mctx *m, const mclause *c, int rank) {
     }
 }
 
-static void score_clause(mctx *m, const mclause *c) { score_clause_r(m, c, c != &m->whole); }
+static void lua_rescore(mctx *m, const mclause *c);
+
+static void score_clause(mctx *m, const mclause *c) {
+    score_clause_r(m, c, c != &m->whole);
+    if (m->lua && c != &m->whole) lua_rescore(m, c);
+}
 
 static int eligible(const mctx *m, size_t i) {
     return m->hits[i] && m->acc[i] >= m->prm.match_min && (m->strong[i] || m->hits[i] >= 2);
@@ -693,6 +733,124 @@ static int better(const mctx *m, size_t a, size_t b) {
     uint64_t pa = price_of(x4_catalog_at(m->cat, a)), pb = price_of(x4_catalog_at(m->cat, b));
     if (pa != pb) return pa < pb;
     return a < b;
+}
+
+/* ---- the Lua seam (policies/matching.lua) ------------------------------------------------ */
+
+/* The tunable weights by name, for matching.weights: {name, offset in x4_planner_params, min, max}. */
+static const struct {
+    const char *name;
+    size_t off;
+    double lo, hi;
+} WEIGHTS[] = {
+    {"bm25_k1", offsetof(x4_planner_params, bm25_k1), 0, 10},
+    {"bm25_b", offsetof(x4_planner_params, bm25_b), 0, 1},
+    {"match_min", offsetof(x4_planner_params, match_min), -100, 100},
+    {"name_bonus", offsetof(x4_planner_params, name_bonus), -100, 100},
+    {"context_weight", offsetof(x4_planner_params, context_weight), -100, 100},
+    {"chain_bonus", offsetof(x4_planner_params, chain_bonus), -100, 100},
+    {"cost_weight", offsetof(x4_planner_params, cost_weight), -100, 100},
+    {"sim_min", offsetof(x4_planner_params, sim_min), 0, 1},
+    {"sim_typed", offsetof(x4_planner_params, sim_typed), 0, 1},
+    {"wire_bonus", offsetof(x4_planner_params, wire_bonus), -100, 100},
+    {"fill_bonus", offsetof(x4_planner_params, fill_bonus), -100, 100},
+};
+
+json_t *x4_planner_params_json(const x4_planner_params *p) {
+    json_t *o = json_object();
+    for (size_t i = 0; o && i < sizeof WEIGHTS / sizeof *WEIGHTS; i++)
+        json_object_set_new(o, WEIGHTS[i].name, json_real(*(const double *)((const char *)p + WEIGHTS[i].off)));
+    return o;
+}
+
+int x4_planner_params_set(x4_planner_params *p, const json_t *w, char *err, size_t errlen) {
+    if (json_is_array(w) && json_array_size(w) == 0) return 0; /* an empty Lua table: no change */
+    if (!json_is_object(w)) {
+        x4_seterr(err, errlen, "matching.weights: expected a table of weights");
+        return -1;
+    }
+    x4_planner_params q = *p;
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)w, k, v) {
+        size_t i = 0;
+        while (i < sizeof WEIGHTS / sizeof *WEIGHTS && strcmp(WEIGHTS[i].name, k)) i++;
+        if (i == sizeof WEIGHTS / sizeof *WEIGHTS) {
+            x4_seterr(err, errlen, "matching.weights: unknown weight '%.64s'", k);
+            return -1;
+        }
+        double d = json_number_value(v);
+        if (!json_is_number(v) || !isfinite(d) || d < WEIGHTS[i].lo || d > WEIGHTS[i].hi) {
+            x4_seterr(err, errlen, "matching.weights: %s must be a number in [%g, %g]", k, WEIGHTS[i].lo,
+                      WEIGHTS[i].hi);
+            return -1;
+        }
+        *(double *)((char *)&q + WEIGHTS[i].off) = d;
+    }
+    *p = q;
+    return 0;
+}
+
+int x4_planner_params_lua(x4_lua_rt *rt, x4_planner_params *p, char *err, size_t errlen) {
+    if (!rt || !x4_lua_has_hook(rt, "matching.weights")) return 1;
+    json_t *args = json_pack("[o]", x4_planner_params_json(p)), *res = NULL;
+    int rc = args ? x4_lua_call(rt, "matching.weights", args, &res, err, errlen) : -1;
+    json_decref(args);
+    if (rc == 0) rc = x4_planner_params_set(p, res, err, errlen);
+    else if (rc < 0 && !args) x4_seterr(err, errlen, "out of memory");
+    json_decref(res);
+    return rc;
+}
+
+/* matching.score over the clause's LUA_TOP candidates by the built-in rank: each gets the
+ * value score(features) returns instead; the others keep the built-in rank. All or nothing: a
+ * failing call (logged by the runtime) or a value that is not a finite number leaves the
+ * built-in ranks and turns the hook off for the rest of this plan. */
+#define LUA_TOP 6
+static void lua_rescore(mctx *m, const mclause *c) {
+    size_t top[LUA_TOP], n = 0;
+    double val[LUA_TOP];
+    for (; n < LUA_TOP; n++) {
+        ssize_t b = -1;
+        for (size_t i = 0; i < m->ncat; i++) {
+            if (!m->hits[i]) continue;
+            int dup = 0;
+            for (size_t k = 0; k < n; k++) dup |= top[k] == i;
+            if (!dup && (b < 0 || better(m, i, (size_t)b))) b = (ssize_t)i;
+        }
+        if (b < 0) break;
+        top[n] = (size_t)b;
+    }
+    uint64_t maxp = 0;
+    for (size_t i = 0; i < m->ncat; i++)
+        if (m->hits[i] && price_of(x4_catalog_at(m->cat, i)) > maxp) maxp = price_of(x4_catalog_at(m->cat, i));
+    for (size_t k = 0; k < n; k++) {
+        size_t i = top[k];
+        const x4_service *s = x4_catalog_at(m->cat, i);
+        char price[24];
+        snprintf(price, sizeof price, "%llu", (unsigned long long)price_of(s));
+        /* the features again, as x4_planner_rank saw them (m->acc holds the rank now) */
+        double bm = m->bm25[i];
+        json_t *f = json_pack("{s:s, s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:s}", "service", s->id, "clause",
+                              "", "bm25", bm, "name_share", name_share(m, i, c), "context", m->ctx ? m->ctx[i] : 0.0,
+                              "fed", fed_share(m, i), "price_rel", maxp ? (double)price_of(s) / (double)maxp : 0.0,
+                              "rank", m->acc[i], "price", price);
+        if (f) json_object_set_new(f, "clause", json_stringn(m->task + c->start, c->end - c->start));
+        json_t *args = f ? json_pack("[o]", f) : NULL, *res = NULL;
+        char err[256];
+        int rc = args ? x4_lua_call(m->lua, "matching.score", args, &res, err, sizeof err) : -1;
+        json_decref(args);
+        double v = json_number_value(res);
+        int ok = rc == 0 && json_is_number(res) && isfinite(v);
+        if (rc == 0 && !ok) x4_warn("matcher", "matching.score: expected a finite number for %s; built-in ranks used", s->id);
+        json_decref(res);
+        if (!ok) {
+            m->lua = NULL;
+            return;
+        }
+        val[k] = v;
+    }
+    for (size_t k = 0; k < n; k++) m->acc[top[k]] = val[k];
 }
 
 /* ---- clauses ---------------------------------------------------------------------------- */
@@ -718,6 +876,26 @@ static const char *const VERBS[] = {
     "return", "determine", "obtain", "collect", "gather", "display", "print", "conduct", "perform",
     "execute", "use", "apply", "assign", "register", "submit", "request", "analyze", NULL};
 
+/* A '.' at i that ends an abbreviation rather than a sentence: the next word starts in lower
+ * case ("500 sq. ft. room", "e.g. the"). */
+static int abbrev_dot(const char *t, size_t i, size_t len) {
+    if (t[i] != '.') return 0;
+    /* an initial ("F. Scott") or a title ("Dr. Smith", "Mr.", "St.") */
+    size_t a = i;
+    while (a > 0 && isalpha((unsigned char)t[a - 1])) a--;
+    if (a == 0 || !word_char((unsigned char)t[a - 1])) {
+        size_t n = i - a;
+        if (n == 1 && isupper((unsigned char)t[a])) return 1;
+        /* titles come before a name; "Inc." or "Jr." may well end a sentence */
+        static const char *const TITLES[] = {"Dr", "Mr", "Mrs", "Ms", "Prof", "St", "vs", "approx", NULL};
+        for (const char *const *q = TITLES; *q; q++)
+            if (strlen(*q) == n && !strncmp(t + a, *q, n)) return 1;
+    }
+    size_t j = i + 1;
+    while (j < len && isspace((unsigned char)t[j])) j++;
+    return j < len && islower((unsigned char)t[j]);
+}
+
 static size_t scan_words(const char *t, word *w, size_t max) {
     size_t n = 0, i = 0, len = strlen(t);
     int in_quote = 0, brk = 1, comma = 0;
@@ -727,7 +905,7 @@ static size_t scan_words(const char *t, word *w, size_t max) {
             if (ch == '"') in_quote = !in_quote;
             else if (!in_quote && (ch == ';' || ch == '\n' ||
                                    ((ch == '.' || ch == '!' || ch == '?') &&
-                                    (i + 1 >= len || isspace((unsigned char)t[i + 1])))))
+                                    (i + 1 >= len || isspace((unsigned char)t[i + 1])) && !abbrev_dot(t, i, len))))
                 brk = 1;
             else if (!in_quote && ch == ',')
                 comma = 1;
@@ -760,11 +938,34 @@ static int word_is_verb(const mctx *m, const word *w) {
     return t >= 0 && m->ix->v.verb[t];
 }
 
+/* Words that open a phrase about an earlier step ("after ...", "once ...", "upon ..."). */
+static int is_subordinator(const char *w) {
+    static const char *const SUB[] = {"after", "once", "upon", "following", "having", "when", "whenever", "since",
+                                      "with", "given", "based", "considering", "regarding", "as", "if", "now",
+                                      "while", "according", NULL};
+    for (const char *const *s = SUB; *s; s++)
+        if (!strcmp(*s, w)) return 1;
+    return 0;
+}
+
+static int is_determiner(const char *w) {
+    static const char *const D[] = {"the", "this", "that", "these", "those", "its", "their", "his", "her", "our",
+                                    "my", "it", "they", "he", "she", NULL};
+    for (const char *const *s = D; *s; s++)
+        if (!strcmp(*s, w)) return 1;
+    return 0;
+}
+
+static int is_copula(const char *w) {
+    return !strcmp(w, "is") || !strcmp(w, "are") || !strcmp(w, "was") || !strcmp(w, "were") || !strcmp(w, "has") ||
+           !strcmp(w, "have");
+}
+
 static size_t content_words(const word *w, size_t a, size_t b) {
     size_t k = 0;
     for (size_t i = a; i < b; i++) {
         int digits = strspn(w[i].low, "0123456789") == strlen(w[i].low);
-        if (!digits && strlen(w[i].low) >= 2 && !is_stopword(w[i].low)) k++;
+        if (!digits && !w[i].in_quote && strlen(w[i].low) >= 2 && !is_stopword(w[i].low)) k++;
     }
     return k;
 }
@@ -804,9 +1005,38 @@ static void split_clauses(mctx *m) {
         while (a > 0 && !cut[a]) a--;
         size_t b = next + 1;
         while (b < n && !cut[b]) b++;
-        if (content_words(w, a, i) < 2 || content_words(w, next, b) < 2) continue;
+        if (content_words(w, a, i) < 2 || content_words(w, next, b) < 3) continue;
         cut[next] = 1;
         if (is_and) skip[i] = 1;
+        /* "After analysing the results, provide ...": the part before the comma refers back
+         * to earlier work; it is no sub-goal of its own and is left out */
+        size_t a0 = a;
+        while (a0 < i && skip[a0]) a0++;
+        if (at_comma && a0 < i && is_subordinator(w[a0].low))
+            for (size_t k = a0; k < i; k++) skip[k] = 1;
+    }
+    /* a clause opening with a subordinator ("Upon completion of these tasks, finally ...") and
+     * followed by another clause of the same sentence refers back: left out. A sentence that
+     * only describes ("The deadline is on May 1.") states facts, not a sub-goal: its literals
+     * still count, its words pick no service. */
+    for (size_t a = 0; a < n; a++) {
+        if (!cut[a] || skip[a]) continue;
+        size_t b = a + 1;
+        while (b < n && !cut[b]) b++;
+        if (is_subordinator(w[a].low) && b < n && !w[b].brk_before)
+            for (size_t k = a; k < b; k++) skip[k] = 1;
+        if (w[a].brk_before && is_determiner(w[a].low)) {
+            for (size_t k = a + 1; k < b && k < a + 8; k++) {
+                if (word_is_verb(m, &w[k]) && strcmp(w[k].low, "review") && !is_copula(w[k].low)) break;
+                if (is_copula(w[k].low)) {
+                    int passive = 0; /* "The issue should be evaluated" asks for something */
+                    for (size_t q = k + 1; q < b && q < k + 3; q++) passive |= ends(w[q].low, strlen(w[q].low), "ed");
+                    if (!passive)
+                        for (size_t q = a; q < b; q++) skip[q] = 1;
+                    break;
+                }
+            }
+        }
     }
     /* trailing "and" before a cut (", and then") is dropped too */
     size_t i = 0;
@@ -935,6 +1165,7 @@ static void extract_literals(mctx *m) {
                     l->text = x4_strdup(buf);
                     l->num = strtod(buf, NULL);
                     l->is_int = !real && k <= 15;
+                    l->end = en;
                     l->ival = l->is_int ? strtoll(buf, NULL, 10) : 0;
                     if (st > 0 && t[st - 1] == '-' && (st == 1 || !word_char((unsigned char)t[st - 2]))) {
                         l->num = -l->num;
@@ -1037,6 +1268,31 @@ static size_t date_at(const char *t, size_t i) {
     return 0;
 }
 
+/* A time of day at i: "18:00", "6:30 PM", "09:00:15", "7 pm". Returns its end, or 0. */
+static size_t time_at(const char *t, size_t i) {
+    size_t d = digits_at(t, i), p = i + d;
+    if (d < 1 || d > 2 || (i > 0 && word_char((unsigned char)t[i - 1]))) return 0;
+    int clock = 0;
+    if (t[p] == ':' && digits_at(t, p + 1) == 2) {
+        p += 3;
+        clock = 1;
+        if (t[p] == ':' && digits_at(t, p + 1) == 2) p += 3;
+    }
+    if (word_char((unsigned char)t[p])) return 0;
+    size_t q = p;
+    while (t[q] == ' ') q++;
+    if ((t[q] == 'a' || t[q] == 'A' || t[q] == 'p' || t[q] == 'P')) {
+        size_t r = q + 1;
+        if (t[r] == '.') r++;
+        if ((t[r] == 'm' || t[r] == 'M') && !word_char((unsigned char)t[r + 1])) {
+            r++;
+            if (t[r] == '.') r++;
+            return r;
+        }
+    }
+    return clock ? p : 0;
+}
+
 static int is_upper_word(const char *t, size_t a, size_t b) {
     (void)b;
     return isupper((unsigned char)t[a]);
@@ -1047,12 +1303,41 @@ static int sentence_start(const char *t, size_t i) {
     return i == 0 || strchr(".!?:;\n", t[i - 1]);
 }
 
+/* A date written with a month name and a year ("December 15, 2023", "15th December 2023") as
+ * ISO 8601 ("2023-12-15") into out; 0 when the text has no day, month name and year. */
+static int date_iso(const char *t, size_t a, size_t b, char *out, size_t outlen) {
+    int day = 0, month = 0, year = 0;
+    for (size_t i = a; i < b;) {
+        if (!word_char((unsigned char)t[i])) {
+            i++;
+            continue;
+        }
+        size_t e = i;
+        while (e < b && word_char((unsigned char)t[e])) e++;
+        size_t d = digits_at(t, i);
+        if (d == 4 && !year) year = atoi(t + i);
+        else if (d >= 1 && d <= 2 && !day) day = atoi(t + i);
+        else if (!d && !month)
+            for (int k = 0; MONTHS[k]; k++)
+                if (strlen(MONTHS[k]) == e - i && !strncasecmp(t + i, MONTHS[k], e - i)) {
+                    month = k < 12 ? k + 1 : (int[]){1, 2, 3, 4, 6, 7, 8, 9, 9, 10, 11, 12}[k - 12];
+                    break;
+                }
+        i = e;
+    }
+    if (!day || !month || !year || day > 31) return 0;
+    snprintf(out, outlen, "%04d-%02d-%02d", year, month, day);
+    return 1;
+}
+
 static void add_span(mctx *m, size_t a, size_t b, int prio, int date) {
     for (size_t k = 0; k < m->nlit; k++) /* the same text at the same place once */
         if (m->lit[k].kind == L_STR && m->lit[k].pos == a && m->lit[k].end == b) return;
     literal *l = new_literal(m, L_STR, a);
     if (!l) return;
-    l->text = x4_strndup(m->task + a, b - a);
+    char iso[40];
+    if (date == 1 && date_iso(m->task, a, b, iso, sizeof iso)) l->text = x4_strdup(iso);
+    else l->text = x4_strndup(m->task + a, b - a);
     l->prio = prio;
     l->date = date;
     l->end = b;
@@ -1073,6 +1358,12 @@ static void extract_spans(mctx *m, const unsigned char *qmask) {
         if (de) {
             add_span(m, i, de, 1, 1);
             i = de;
+            continue;
+        }
+        size_t te = time_at(t, i);
+        if (te) {
+            add_span(m, i, te, 1, 2);
+            i = te;
             continue;
         }
         /* a run of non-space characters: an id when it mixes letters and digits or has @ . / - inside */
@@ -1098,7 +1389,12 @@ static void extract_spans(mctx *m, const unsigned char *qmask) {
         while (w < e && word_char((unsigned char)t[w])) w++;
         int unit_only = lead_digit && digits_at(t, i) + (size_t)0 < e - i && w == e; /* 500mg */
         if (e > i && (at || (alpha && digit && !unit_only) || (inner && (alpha || (digit && strchr(t + i, '/') && memchr(t + i, '/', e - i)))))) {
-            if (!(digit && !alpha && !at && memchr(t + i, '.', e - i) && !memchr(t + i, '/', e - i))) /* 1,000.5 */
+            /* "25-year-old", "5-minute": a measure used as an adjective; its number is the value */
+            size_t dg = digits_at(t, i), q = i + dg;
+            int measure_adj = dg && t[q] == '-' && isalpha((unsigned char)t[q + 1]);
+            for (size_t k = q; measure_adj && k < e; k++)
+                if (!isalpha((unsigned char)t[k]) && t[k] != '-') measure_adj = 0;
+            if (!measure_adj && !(digit && !alpha && !at && memchr(t + i, '.', e - i) && !memchr(t + i, '/', e - i))) /* 1,000.5 */
                 add_span(m, i, e, 1, 0);
             i = e;
             continue;
@@ -1115,14 +1411,16 @@ static void extract_spans(mctx *m, const unsigned char *qmask) {
                 if (!up) break;
                 b = we;
                 nwords++;
-                /* next word */
+                /* next word; a title or an initial keeps its dot ("Dr. Johnson", "F. Scott") */
                 size_t q = we;
+                if (t[q] == '.' && t[q + 1] == ' ' && isupper((unsigned char)t[q + 2]) && abbrev_dot(t, q, len)) {
+                    b = ++q;
+                }
                 if (t[q] != ' ') break;
                 q++;
                 size_t qe = q;
                 while (qe < len && word_char((unsigned char)t[qe])) qe++;
-                if ((qe - q == 2 && !strncmp(t + q, "of", 2)) || (qe - q == 3 && !strncmp(t + q, "and", 3)) ||
-                    (qe - q == 2 && !strncmp(t + q, "de", 2)) || (qe - q == 3 && !strncmp(t + q, "the", 3))) {
+                if ((qe - q == 2 && !strncmp(t + q, "of", 2)) || (qe - q == 2 && !strncmp(t + q, "de", 2)) || (qe - q == 3 && !strncmp(t + q, "the", 3))) {
                     size_t r = qe + 1;
                     if (t[qe] == ' ' && isupper((unsigned char)t[r])) {
                         p = r;
@@ -1151,10 +1449,9 @@ static void extract_spans(mctx *m, const unsigned char *qmask) {
                     while (a < b && !isupper((unsigned char)t[a])) a++;
                 }
             }
-            if (b > a) {
-                /* a trailing connector never ends a name */
-                add_span(m, a, b, 1, 0);
-            }
+            /* the pronoun "I" ("I'd", "I'm") is no name */
+            if (b > a && t[a] == 'I' && (b == a + 1 || t[a + 1] == '\'')) a = b;
+            if (b > a) add_span(m, a, b, 1, 0);
             i = b > i ? b : i + 1;
             continue;
         }
@@ -1241,7 +1538,17 @@ static int wire_exact(mctx *m, mstep *st, const char *param, const json_t *prop)
     return 0;
 }
 
-static int wire_similar(mctx *m, mstep *st, const char *param, const json_t *prop) {
+/* The least name+description similarity for wiring an output of type `to` into an input of
+ * type `ti`. Both typed (and compatible): a typed catalog has many fields of each type, so the
+ * names must agree closely (sim_typed); an untyped output (a name and a description, as
+ * return values often are) is matched more loosely (sim_min). */
+static double wire_threshold(const x4_planner_params *p, const char *ti, const char *to) {
+    return ti && to ? p->sim_typed : p->sim_min;
+}
+
+/* strict: before literals, at wire_threshold(); else (a required input no literal filled) at
+ * sim_min whatever the types. */
+static int wire_similar(mctx *m, mstep *st, const char *param, const json_t *prop, int strict) {
     strset a = {0};
     param_tokens(&a, param, prop);
     double best = 0;
@@ -1257,6 +1564,41 @@ static int wire_similar(mctx *m, mstep *st, const char *param, const json_t *pro
             param_tokens(&b, k, op);
             double sim = a.n + b.n ? 2.0 * (double)strset_overlap(&a, &b) / (double)(a.n + b.n) : 0;
             strset_free(&b);
+            if (sim > best + 1e-9 && sim >= (strict ? wire_threshold(&m->prm, ti, to) : m->prm.sim_min)) {
+                best = sim;
+                bj = j;
+                bf = k;
+            }
+        }
+    }
+    strset_free(&a);
+    if (!bf) return 0;
+    set_ref(st, param, bj, bf);
+    return 1;
+}
+
+/* The earliest-planned-last output whose type is known and equal (number/integer alike) to
+ * the input's, with a name+description Dice of at least min_sim (0: any): best similarity,
+ * then the latest step. A required input of a clause's service is data the plan must carry
+ * from an earlier step when the task does not state it. */
+static int wire_weak(mctx *m, mstep *st, const char *param, const json_t *prop, double min_sim) {
+    const char *ti = schema_type(prop);
+    if (!ti) return 0;
+    strset a = {0};
+    param_tokens(&a, param, prop);
+    double best = -1;
+    size_t bj = 0;
+    const char *bf = NULL;
+    for (size_t j = m->nsteps; j-- > 0;) {
+        const char *k;
+        json_t *op;
+        json_object_foreach(json_object_get(m->steps[j].s->output, "properties"), k, op) {
+            const char *to = schema_type(op);
+            if (!to || !type_compat(ti, to)) continue;
+            strset b = {0};
+            param_tokens(&b, k, op);
+            double sim = a.n + b.n ? 2.0 * (double)strset_overlap(&a, &b) / (double)(a.n + b.n) : 0;
+            strset_free(&b);
             if (sim > best + 1e-9) {
                 best = sim;
                 bj = j;
@@ -1265,7 +1607,7 @@ static int wire_similar(mctx *m, mstep *st, const char *param, const json_t *pro
         }
     }
     strset_free(&a);
-    if (!bf || best < m->prm.sim_min) return 0;
+    if (!bf || best < min_sim) return 0;
     set_ref(st, param, bj, bf);
     return 1;
 }
@@ -1316,6 +1658,65 @@ static int fill_enum(mctx *m, mstep *st, const char *param, const json_t *prop, 
         }
     }
     return 0;
+}
+
+/* The example values a string parameter's description lists ("the type of pet such as 'cat',
+ * 'dog'", "e.g., image, video"): items after "such as" / "e.g." / "for example" / "like",
+ * split at commas, "or", "and", quotes stripped, up to three words each. A new JSON array. */
+json_t *x4_planner_examples(const char *desc) {
+    json_t *arr = json_array();
+    if (!desc || !arr) return arr;
+    static const char *const CUES[] = {"such as", "e.g.", "for example", "for instance", "like", NULL};
+    const char *p = NULL;
+    for (const char *const *c = CUES; *c && !p; c++) {
+        size_t n = strlen(*c);
+        for (const char *q = desc; *q; q++)
+            if (!strncasecmp(q, *c, n) && (q == desc || !word_char((unsigned char)q[-1])) &&
+                !word_char((unsigned char)q[n])) {
+                p = q + n;
+                break;
+            }
+    }
+    if (!p) return arr;
+    while (*p) {
+        while (*p && (isspace((unsigned char)*p) || strchr(",:'\"`", *p))) p++;
+        if (!strncasecmp(p, "or ", 3) || !strncasecmp(p, "and ", 4)) {
+            p += *p == 'o' || *p == 'O' ? 3 : 4;
+            continue;
+        }
+        if (!*p || strchr(")].;", *p) || !strncasecmp(p, "etc", 3)) break;
+        const char *e = p;
+        int words = 1;
+        while (*e && !strchr(",;)]'\"`", *e) && !(e[0] == '.' && (!e[1] || isspace((unsigned char)e[1])))) {
+            if (*e == ' ') {
+                if (!strncasecmp(e + 1, "or ", 3) || !strncasecmp(e + 1, "and ", 4)) break;
+                words++;
+            }
+            e++;
+        }
+        size_t n = (size_t)(e - p);
+        while (n && isspace((unsigned char)p[n - 1])) n--;
+        if (n && words <= 3) json_array_append_new(arr, json_stringn(p, n));
+        if (words > 3) break; /* prose, not a list */
+        p = e;
+        if (*p == '.' ) break;
+    }
+    return arr;
+}
+
+static int fill_examples(mctx *m, mstep *st, const char *param, const json_t *prop, int clause, size_t *taken,
+                         size_t *ntaken) {
+    const char *type = schema_type(prop);
+    if ((type && strcmp(type, "string")) || json_object_get(prop, "enum")) return 0;
+    json_t *ex = x4_planner_examples(json_string_value(json_object_get(prop, "description")));
+    if (!json_array_size(ex)) {
+        json_decref(ex);
+        return 0;
+    }
+    json_t *p = json_pack("{s:o}", "enum", ex);
+    int ok = p && fill_enum(m, st, param, p, clause, taken, ntaken);
+    json_decref(p);
+    return ok;
 }
 
 static const char *schema_type(const json_t *p);
@@ -1375,6 +1776,38 @@ static int literal_fits_prop(const literal *l, const json_t *prop) {
 
 static json_t *literal_value(const literal *l, const char *type);
 
+/* Only list separators between a and b: spaces, commas, "and", "or", "&". */
+static int list_gap(const char *t, size_t a, size_t b) {
+    if (b < a || b - a > 8) return 0;
+    for (size_t i = a; i < b;) {
+        if (isspace((unsigned char)t[i]) || t[i] == ',' || t[i] == '&') i++;
+        else if (b - i >= 3 && !strncmp(t + i, "and", 3) && (i + 3 == b || !word_char((unsigned char)t[i + 3]))) i += 3;
+        else if (b - i >= 2 && !strncmp(t + i, "or", 2) && (i + 2 == b || !word_char((unsigned char)t[i + 2]))) i += 2;
+        else return 0;
+    }
+    return 1;
+}
+
+/* An array input takes the whole list a literal belongs to ("tx1", "tx2", and "tx3";
+ * Math, Science and English; 3, 5 and 8): neighbours of the same kind joined by list
+ * separators; marks them taken. */
+static json_t *literal_list(const mctx *m, size_t k, const json_t *items, unsigned char *taken) {
+    const char *it = schema_type(items);
+    json_t *arr = json_array();
+    size_t a = k, b = k;
+    while (a > 0 && m->lit[a - 1].kind == m->lit[k].kind && m->lit[a - 1].end &&
+           list_gap(m->task, m->lit[a - 1].end, m->lit[a].pos) && literal_fits_prop(&m->lit[a - 1], items))
+        a--;
+    while (b + 1 < m->nlit && m->lit[b + 1].kind == m->lit[k].kind && m->lit[b].end &&
+           list_gap(m->task, m->lit[b].end, m->lit[b + 1].pos) && literal_fits_prop(&m->lit[b + 1], items))
+        b++;
+    for (size_t i = a; i <= b; i++) {
+        json_array_append_new(arr, literal_value(&m->lit[i], it ? it : "string"));
+        if (taken) taken[i] = 1;
+    }
+    return arr;
+}
+
 static json_t *literal_value_prop(const literal *l, const json_t *prop) {
     const char *type = schema_type(prop);
     if (type && !strcmp(type, "array")) {
@@ -1420,18 +1853,20 @@ static int dist_to_clause(const mctx *m, const literal *l, int clause) {
  * agree best first (context overlap, same clause, quoted/date/id first, a date for a date-like
  * parameter). Then each still-open required input takes the nearest unused literal of its type
  * (from the clause first, then the task): a plan that runs beats one that does not. */
-static void fill_literals(mctx *m, mstep *st, mparam *ps, size_t np, int clause) {
-    unsigned char *taken = calloc(m->nlit ? m->nlit : 1, 1);
+static void fill_literals(mctx *m, mstep *st, mparam *ps, size_t np, int clause, int first, int last,
+                          unsigned char *taken) {
     strset *pt = calloc(np ? np : 1, sizeof *pt);
-    int *datey = calloc(np ? np : 1, sizeof *datey);
-    if (!taken || !pt || !datey) goto out;
+    int *datey = calloc(np ? np : 1, sizeof *datey), *timey = calloc(np ? np : 1, sizeof *timey);
+    if (!pt || !datey || !timey) goto out;
     for (size_t i = 0; i < np; i++) {
         param_tokens(&pt[i], ps[i].name, ps[i].prop);
         datey[i] = strset_has(&pt[i], "dat") || strset_has(&pt[i], "day") || strset_has(&pt[i], "deadlin") ||
                    strset_has(&pt[i], "birthday") || strset_has(&pt[i], "when");
+        timey[i] = strset_has(&pt[i], "tim") || strset_has(&pt[i], "hour") || strset_has(&pt[i], "clock") ||
+                   strset_has(&pt[i], "when");
     }
     /* literals another step already used are second choice */
-    for (int round = 0; round < 2; round++) {
+    for (int round = first; round <= last; round++) {
         for (;;) {
             double best = -1e9;
             size_t bp = 0, bl = 0;
@@ -1439,10 +1874,12 @@ static void fill_literals(mctx *m, mstep *st, mparam *ps, size_t np, int clause)
                 if (ps[i].done || json_object_get(ps[i].prop, "enum")) continue;
                 for (size_t k = 0; k < m->nlit; k++) {
                     const literal *l = &m->lit[k];
-                    if (taken[k] || !literal_fits_prop(l, ps[i].prop) || literal_is_name(l, &pt[i])) continue;
+                    /* a literal this step used: only as the last resort for a required input */
+                    if ((taken[k] && round == 0) || !literal_fits_prop(l, ps[i].prop) || literal_is_name(l, &pt[i]))
+                        continue;
                     size_t ov = strset_overlap(&pt[i], &l->ctx);
                     int here = clause >= 0 && l->clause == clause;
-                    int dfit = l->date && datey[i];
+                    int dfit = (l->date == 1 && datey[i]) || (l->date == 2 && timey[i]);
                     if (round == 0) {
                         /* optional inputs only from a literal its words point at; required ones
                          * also from any literal of the clause being planned */
@@ -1451,8 +1888,9 @@ static void fill_literals(mctx *m, mstep *st, mparam *ps, size_t np, int clause)
                         continue;
                     }
                     double sc = 2.0 * (double)ov + (here ? 1.0 : 0) + (ps[i].required ? 0.25 : 0) +
-                                0.3 * l->prio + (dfit ? 1.5 : 0) - (l->date && !datey[i] ? 1.0 : 0) -
-                                (m->lused && m->lused[k] ? 0.8 : 0) - 0.001 * (double)dist_to_clause(m, l, clause) -
+                                0.3 * l->prio + (dfit ? 1.5 : 0) - (l->date && !dfit ? 1.0 : 0) -
+                                (m->lused && m->lused[k] ? 0.8 : 0) - (taken[k] ? 1.0 : 0) -
+                                0.001 * (double)dist_to_clause(m, l, clause) -
                                 0.0001 * (double)k;
                     if (sc > best) {
                         best = sc;
@@ -1462,7 +1900,11 @@ static void fill_literals(mctx *m, mstep *st, mparam *ps, size_t np, int clause)
                 }
             }
             if (best <= -1e9) break;
-            json_object_set_new(st->inputs, ps[bp].name, literal_value_prop(&m->lit[bl], ps[bp].prop));
+            const char *bt = schema_type(ps[bp].prop);
+            if (bt && !strcmp(bt, "array"))
+                json_object_set_new(st->inputs, ps[bp].name, literal_list(m, bl, json_object_get(ps[bp].prop, "items"), taken));
+            else
+                json_object_set_new(st->inputs, ps[bp].name, literal_value_prop(&m->lit[bl], ps[bp].prop));
             ps[bp].done = 1;
             taken[bl] = 1;
             if (m->lused) m->lused[bl] = 1;
@@ -1472,7 +1914,100 @@ out:
     for (size_t i = 0; pt && i < np; i++) strset_free(&pt[i]);
     free(pt);
     free(datey);
-    free(taken);
+    free(timey);
+}
+
+
+/* The stem of one word (lower-cased); "" for a stopword. */
+static void word_stem(const word *w, char *out) {
+    snprintf(out, TOK_MAX + 1, "%s", w->low);
+    if (is_stopword(out)) {
+        out[0] = 0;
+        return;
+    }
+    stem(out);
+}
+
+static int negator(const char *w) {
+    return !strcmp(w, "no") || !strcmp(w, "not") || !strcmp(w, "without") || !strcmp(w, "never") ||
+           !strcmp(w, "don") || !strcmp(w, "exclude") || !strcmp(w, "excluding");
+}
+
+/* A value the task gives for a parameter by naming it, when no literal matched: the words of the
+ * parameter's name appear in a row ("gill color", "sedation"), the clause's mention first.
+ * A string takes the one or two content words right before the mention ("pink gill color",
+ * "Public Health department") or, when there are none, the words after "<name> of/is/:"
+ * ("a difficulty level of beginner"); a boolean is true when mentioned, false after "no",
+ * "not", "without". Returns 1 when it set the input. */
+static int fill_named(mctx *m, mstep *st, const char *param, const json_t *prop, int clause) {
+    const char *type = schema_type(prop);
+    int arr = type && !strcmp(type, "array");
+    const char *itype = arr ? schema_type(json_object_get(prop, "items")) : type;
+    int is_bool = itype && !strcmp(itype, "boolean") && !arr;
+    if (!is_bool && itype && strcmp(itype, "string")) return 0;
+    strset nt = {0};
+    strset_text(&nt, param);
+    if (!nt.n) return 0;
+    size_t maxw = strlen(m->task) / 2 + 1, nw;
+    word *w = calloc(maxw, sizeof *w);
+    char (*stm)[TOK_MAX + 1] = calloc(maxw, sizeof *stm);
+    int ok = 0;
+    if (!w || !stm) goto out;
+    nw = scan_words(m->task, w, maxw);
+    for (size_t i = 0; i < nw; i++) word_stem(&w[i], stm[i]);
+    size_t need = nt.n < 2 ? nt.n : 2;
+    for (int pass = 0; pass < 2 && !ok; pass++) {
+        for (size_t i = 0; i < nw && !ok; i++) {
+            if (w[i].in_quote || !stm[i][0] || !strset_has(&nt, stm[i])) continue;
+            int here = clause >= 0 && w[i].start >= m->cl[clause].start && w[i].start < m->cl[clause].end;
+            if (pass == 0 && !here) continue;
+            size_t j = i;
+            while (j + 1 < nw && stm[j + 1][0] && strset_has(&nt, stm[j + 1]) && !w[j + 1].brk_before &&
+                   !w[j + 1].comma_before)
+                j++;
+            if (j - i + 1 < need) continue;
+            if (is_bool) {
+                int neg = 0;
+                for (size_t k = i >= 3 ? i - 3 : 0; k < i; k++) neg |= negator(w[k].low);
+                json_object_set_new(st->inputs, param, json_boolean(!neg));
+                ok = 1;
+                break;
+            }
+            /* before: up to two content words, same clause, no punctuation between */
+            size_t a = i;
+            while (a > 0 && i - a < 2 && !w[a].brk_before && !w[a].comma_before && stm[a - 1][0] &&
+                   !strset_has(&nt, stm[a - 1]) && !w[a - 1].in_quote && !word_is_verb(m, &w[a - 1]) &&
+                   strspn(w[a - 1].low, "0123456789") != strlen(w[a - 1].low))
+                a--;
+            size_t vs = 0, ve = 0;
+            if (a < i) {
+                vs = w[a].start;
+                ve = w[i - 1].end;
+            } else if (j + 2 < nw && !w[j + 1].brk_before &&
+                       (!strcmp(w[j + 1].low, "of") || !strcmp(w[j + 1].low, "is") || !strcmp(w[j + 1].low, "as") ||
+                        (m->task[w[j].end] == ':'))) {
+                size_t b = m->task[w[j].end] == ':' ? j + 1 : j + 2;
+                size_t e = b;
+                while (e < nw && e - b < 3 && stm[e][0] && !w[e].brk_before && (e == b || !w[e].comma_before) &&
+                       !w[e].in_quote)
+                    e++;
+                if (e > b) {
+                    vs = w[b].start;
+                    ve = w[e - 1].end;
+                }
+            }
+            if (ve > vs) {
+                json_t *v = json_stringn(m->task + vs, ve - vs);
+                json_object_set_new(st->inputs, param, arr ? json_pack("[o]", v) : v);
+                ok = 1;
+            }
+        }
+    }
+out:
+    free(w);
+    free(stm);
+    strset_free(&nt);
+    return ok;
 }
 
 static int plan_service(mctx *m, size_t ci, int clause, int depth, int chained, int allow_chain);
@@ -1562,6 +2097,7 @@ static int plan_service(mctx *m, size_t ci, int clause, int depth, int chained, 
     const json_t *req = json_object_get(s->input, "required");
     size_t np = json_object_size(props), k = 0;
     mparam *ps = calloc(np ? np : 1, sizeof *ps);
+    unsigned char *ltaken = NULL;
     if (!ps) goto fail;
     /* required first, in the schema's "required" order, then the optional ones */
     size_t i;
@@ -1585,21 +2121,37 @@ static int plan_service(mctx *m, size_t ci, int clause, int depth, int chained, 
     if (!enum_taken) goto fail;
     for (size_t q = 0; q < np; q++) {
         ps[q].done = wire_exact(m, &st, ps[q].name, ps[q].prop) ||
-                     (ps[q].required && wire_similar(m, &st, ps[q].name, ps[q].prop)) ||
-                     fill_enum(m, &st, ps[q].name, ps[q].prop, clause, enum_taken, &nenum);
+                     (ps[q].required && wire_similar(m, &st, ps[q].name, ps[q].prop, 1)) ||
+                     fill_enum(m, &st, ps[q].name, ps[q].prop, clause, enum_taken, &nenum) ||
+                     fill_examples(m, &st, ps[q].name, ps[q].prop, clause, enum_taken, &nenum);
     }
     free(enum_taken);
-    /* c: literals */
-    fill_literals(m, &st, ps, np, clause);
-    /* d-e: defaults, chaining */
+    /* c: literals its words point at, then values named in the task ("pink gill color") */
+    ltaken = calloc(m->nlit ? m->nlit : 1, 1); /* the literals this step took */
+    if (!ltaken) goto fail;
+    fill_literals(m, &st, ps, np, clause, 0, 0, ltaken);
+    for (size_t q = 0; q < np; q++)
+        if (!ps[q].done) ps[q].done = fill_named(m, &st, ps[q].name, ps[q].prop, clause);
+    /* d: a required input still open: any literal of its type, its default, else the most
+     * similar earlier output of its type (the plan carries data rather than failing) */
+    for (size_t q = 0; q < np; q++)
+        if (!ps[q].done && ps[q].required) ps[q].done = wire_similar(m, &st, ps[q].name, ps[q].prop, 0);
+    fill_literals(m, &st, ps, np, clause, 1, 1, ltaken);
+    free(ltaken);
+    ltaken = NULL;
+    for (size_t q = 0; q < np; q++)
+        if (!ps[q].done && ps[q].required) ps[q].done = wire_weak(m, &st, ps[q].name, ps[q].prop, 1e-9);
     for (size_t q = 0; q < np; q++) {
-        if (ps[q].done) continue;
         const json_t *def = json_object_get(ps[q].prop, "default");
-        if (ps[q].required && def) {
+        if (!ps[q].done && ps[q].required && def) {
             json_object_set(st.inputs, ps[q].name, (json_t *)def);
             ps[q].done = 1;
-            continue;
         }
+        if (!ps[q].done && ps[q].required) ps[q].done = wire_weak(m, &st, ps[q].name, ps[q].prop, 0);
+    }
+    /* e: chaining a provider */
+    for (size_t q = 0; q < np; q++) {
+        if (ps[q].done) continue;
         if (allow_chain) ps[q].done = wire_chain(m, &st, ci, ps[q].name, ps[q].prop, depth, ps[q].required);
         if (!ps[q].done && ps[q].required && chained) goto fail;
     }
@@ -1609,6 +2161,7 @@ static int plan_service(mctx *m, size_t ci, int clause, int depth, int chained, 
     return 0;
 fail:
     free(ps);
+    free(ltaken);
     json_decref(st.inputs);
     free(st.deps);
     /* undo what this attempt planned */
@@ -1622,6 +2175,228 @@ fail:
     m->used[ci] = 0;
     m->sum = sum0;
     return -1;
+}
+
+/* ---- joint choice ------------------------------------------------------------------------ */
+
+#define BEAM_K 6      /* candidates per clause */
+#define BEAM_WIDTH 24 /* partial plans kept */
+#define MAX_CAND (MAX_CLAUSES * BEAM_K)
+
+/* One candidate (clause, service) with its parameters tokenised once. */
+typedef struct {
+    size_t svc;
+    int clause;
+    double base;     /* the clause's rank of the service */
+    size_t nin;      /* inputs considered: the required ones, else all (≤ 64) */
+    const char *in_name[64];
+    const char *in_type[64];
+    strset in_tok[64];
+    uint64_t evid;   /* considered inputs the task itself gives evidence for */
+    size_t nout;
+    const char **out_name;
+    const char **out_type;
+    strset *out_tok;
+} jcand;
+
+static void jcand_free(jcand *c) {
+    for (size_t i = 0; i < c->nin; i++) strset_free(&c->in_tok[i]);
+    for (size_t i = 0; i < c->nout; i++) strset_free(&c->out_tok[i]);
+    free(c->out_name);
+    free(c->out_type);
+    free(c->out_tok);
+}
+
+static int literal_fits_prop(const literal *l, const json_t *prop);
+
+/* Whether the task carries a value for an input: a literal of its type whose surrounding words
+ * share a word with the input's name or description, a mention of its name's words, an enum
+ * value or a described example value it names, or a default. */
+static int input_evidence(const mctx *m, const char *name, const json_t *prop, const strset *ptoks) {
+    if (json_object_get(prop, "default")) return 1;
+    strset nt = {0};
+    strset_text(&nt, name);
+    int ok = nt.n && strset_overlap(&nt, &m->whole.toks) == nt.n;
+    strset_free(&nt);
+    for (size_t k = 0; !ok && k < m->nlit; k++)
+        ok = literal_fits_prop(&m->lit[k], prop) && strset_overlap(ptoks, &m->lit[k].ctx) > 0;
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(prop, "enum"), i, v) {
+        if (ok) break;
+        strset et = {0};
+        strset_text(&et, json_string_value(v));
+        ok = et.n && strset_overlap(&et, &m->whole.toks) == et.n;
+        strset_free(&et);
+    }
+    if (!ok) { /* an example value its description lists ("such as 'cat', 'dog'") */
+        json_t *ex = x4_planner_examples(json_string_value(json_object_get(prop, "description")));
+        json_array_foreach(ex, i, v) {
+            if (ok) break;
+            strset et = {0};
+            strset_text(&et, json_string_value(v));
+            ok = et.n && strset_overlap(&et, &m->whole.toks) == et.n;
+            strset_free(&et);
+        }
+        json_decref(ex);
+    }
+    return ok;
+}
+
+static int jcand_init(jcand *c, const x4_service *s) {
+    const json_t *props = json_object_get(s->input, "properties");
+    const json_t *req = json_object_get(s->input, "required");
+    size_t i;
+    json_t *r;
+    json_array_foreach(req, i, r) {
+        const json_t *p = json_object_get(props, json_string_value(r));
+        if (!p || c->nin >= 64) continue;
+        c->in_name[c->nin] = json_string_value(r);
+        c->in_type[c->nin] = schema_type(p);
+        param_tokens(&c->in_tok[c->nin], json_string_value(r), p);
+        c->nin++;
+    }
+    const char *k;
+    json_t *p;
+    if (!c->nin) json_object_foreach((json_t *)props, k, p) {
+            if (c->nin >= 64) break;
+            c->in_name[c->nin] = k;
+            c->in_type[c->nin] = schema_type(p);
+            param_tokens(&c->in_tok[c->nin], k, p);
+            c->nin++;
+        }
+    const json_t *outs = json_object_get(s->output, "properties");
+    size_t no = json_object_size(outs);
+    c->out_name = calloc(no ? no : 1, sizeof *c->out_name);
+    c->out_type = calloc(no ? no : 1, sizeof *c->out_type);
+    c->out_tok = calloc(no ? no : 1, sizeof *c->out_tok);
+    if (!c->out_name || !c->out_type || !c->out_tok) return -1;
+    json_object_foreach((json_t *)outs, k, p) {
+        c->out_name[c->nout] = k;
+        c->out_type[c->nout] = schema_type(p);
+        param_tokens(&c->out_tok[c->nout], k, p);
+        c->nout++;
+    }
+    return 0;
+}
+
+/* The inputs of b (bit i: b's considered input i) an output of a can feed: the same name, or a
+ * name+description Dice ≥ wire_threshold(), with compatible types. */
+static uint64_t jcand_feeds(const jcand *a, const jcand *b, const x4_planner_params *prm) {
+    uint64_t mask = 0;
+    for (size_t i = 0; i < b->nin; i++)
+        for (size_t o = 0; o < a->nout; o++) {
+            if (!type_compat(b->in_type[i], a->out_type[o])) continue;
+            if (!strcmp(b->in_name[i], a->out_name[o])) {
+                mask |= 1ULL << i;
+                break;
+            }
+            const strset *x = &b->in_tok[i], *y = &a->out_tok[o];
+            double sim = x->n + y->n ? 2.0 * (double)strset_overlap(x, y) / (double)(x->n + y->n) : 0;
+            if (sim >= wire_threshold(prm, b->in_type[i], a->out_type[o])) {
+                mask |= 1ULL << i;
+                break;
+            }
+        }
+    return mask;
+}
+
+typedef struct {
+    int pick[MAX_CLAUSES]; /* candidate index per clause, -1: none */
+    double score;
+    uint64_t sum;
+} jstate;
+
+static int jstate_cmp(const void *x, const void *y) {
+    const jstate *a = x, *b = y;
+    return a->score < b->score ? 1 : a->score > b->score ? -1 : 0;
+}
+
+/* Chooses one service per clause for the whole task at once: each clause's top BEAM_K
+ * services by rank, then a beam search over the clauses maximising Σ rank + wire_bonus × the
+ * share of each service's inputs the services chosen for earlier clauses can feed, with no
+ * service twice and the running price within max_cost. Services that pass data to each other
+ * make a plan; the best service per clause in isolation often does not. pref[c] gets the
+ * chosen catalog index (or -1: let the clause loop decide). */
+static void preselect(mctx *m, ssize_t *pref) {
+    for (size_t c = 0; c < m->ncl; c++) pref[c] = -1;
+    if (m->prm.wire_bonus <= 0 || m->ncl < 2) return;
+    jcand *cand = calloc(MAX_CAND, sizeof *cand);
+    uint64_t *feed = NULL;
+    jstate *beam = calloc(BEAM_WIDTH, sizeof *beam), *next = calloc(BEAM_WIDTH * (BEAM_K + 1), sizeof *next);
+    size_t nc = 0, nbeam = 1;
+    if (!cand || !beam || !next) goto out;
+    size_t first[MAX_CLAUSES + 1];
+    for (size_t c = 0; c < m->ncl; c++) {
+        first[c] = nc;
+        score_clause(m, &m->cl[c]);
+        for (int r = 0; r < BEAM_K; r++) {
+            ssize_t b = -1;
+            for (size_t i = 0; i < m->ncat; i++) {
+                if (!eligible(m, i) || price_of(x4_catalog_at(m->cat, i)) > m->max_cost) continue;
+                int dup = 0;
+                for (size_t k = first[c]; k < nc; k++) dup |= cand[k].svc == i;
+                if (!dup && (b < 0 || better(m, i, (size_t)b))) b = (ssize_t)i;
+            }
+            if (b < 0) break;
+            cand[nc].svc = (size_t)b;
+            cand[nc].clause = (int)c;
+            cand[nc].base = m->acc[b];
+            if (jcand_init(&cand[nc], x4_catalog_at(m->cat, (size_t)b))) {
+                nc++;
+                goto out;
+            }
+            nc++;
+        }
+    }
+    first[m->ncl] = nc;
+    for (size_t k = 0; k < nc; k++) {
+        const json_t *props = json_object_get(x4_catalog_at(m->cat, cand[k].svc)->input, "properties");
+        for (size_t i = 0; i < cand[k].nin; i++)
+            if (input_evidence(m, cand[k].in_name[i], json_object_get(props, cand[k].in_name[i]), &cand[k].in_tok[i]))
+                cand[k].evid |= 1ULL << i;
+    }
+    feed = calloc(nc ? nc * nc : 1, sizeof *feed);
+    if (!feed) goto out;
+    for (size_t a = 0; a < nc; a++)
+        for (size_t b = 0; b < nc; b++)
+            if (cand[a].clause < cand[b].clause) feed[a * nc + b] = jcand_feeds(&cand[a], &cand[b], &m->prm);
+    for (size_t c = 0; c < MAX_CLAUSES; c++) beam[0].pick[c] = -1;
+    for (size_t c = 0; c < m->ncl; c++) {
+        size_t nn = 0;
+        for (size_t s = 0; s < nbeam; s++) {
+            int any = 0;
+            for (size_t k = first[c]; k < first[c + 1]; k++) {
+                int dup = 0;
+                for (size_t e = 0; e < c; e++) dup |= beam[s].pick[e] >= 0 && cand[beam[s].pick[e]].svc == cand[k].svc;
+                uint64_t sum = beam[s].sum + price_of(x4_catalog_at(m->cat, cand[k].svc));
+                if (dup || sum < beam[s].sum || sum > m->max_cost) continue;
+                uint64_t fed = 0;
+                for (size_t e = 0; e < c; e++)
+                    if (beam[s].pick[e] >= 0) fed |= feed[(size_t)beam[s].pick[e] * nc + k];
+                double share = cand[k].nin ? (double)__builtin_popcountll(fed) / (double)cand[k].nin : 0;
+                double have = cand[k].nin ? (double)__builtin_popcountll(fed | cand[k].evid) / (double)cand[k].nin : 1;
+                next[nn] = beam[s];
+                next[nn].pick[c] = (int)k;
+                next[nn].score += cand[k].base + m->prm.wire_bonus * share + m->prm.fill_bonus * have;
+                next[nn].sum = sum;
+                nn++;
+                any = 1;
+            }
+            if (!any) next[nn++] = beam[s];
+        }
+        qsort(next, nn, sizeof *next, jstate_cmp);
+        nbeam = nn < BEAM_WIDTH ? nn : BEAM_WIDTH;
+        memcpy(beam, next, nbeam * sizeof *beam);
+    }
+    for (size_t c = 0; c < m->ncl; c++)
+        if (beam[0].pick[c] >= 0) pref[c] = (ssize_t)cand[beam[0].pick[c]].svc;
+out:
+    for (size_t k = 0; cand && k < nc; k++) jcand_free(&cand[k]);
+    free(cand);
+    free(feed);
+    free(beam);
+    free(next);
 }
 
 /* ---- driver ----------------------------------------------------------------------------- */
@@ -1645,6 +2420,7 @@ static void mctx_free(mctx *m) {
     free(m->steps);
     free(m->used);
     free(m->acc);
+    free(m->bm25);
     free(m->ctx);
     free(m->hits);
     free(m->strong);
@@ -1678,11 +2454,29 @@ int x4_matcher_plan(const x4_catalog *cat, const char *task, uint64_t max_cost, 
 
 int x4_planner_plan(const x4_catalog *cat, const char *task, uint64_t max_cost, const x4_planner_params *prm,
                     json_t **plan, json_t **draft, char *err, size_t errlen) {
+    return x4_planner_plan_lua(cat, task, max_cost, prm, NULL, plan, draft, err, errlen);
+}
+
+int x4_planner_plan_lua(const x4_catalog *cat, const char *task, uint64_t max_cost, const x4_planner_params *prm,
+                        x4_lua_rt *lua, json_t **plan, json_t **draft, char *err, size_t errlen) {
     mctx m;
     int rc = -1;
     memset(&m, 0, sizeof m);
-    if (prm) m.prm = *prm;
-    else x4_planner_params_default(&m.prm);
+    if (prm) {
+        m.prm = *prm;
+    } else {
+        x4_planner_params_default(&m.prm);
+        char why[300];
+        if (lua && x4_planner_params_lua(lua, &m.prm, why, sizeof why) < 0) {
+            /* said once per policy version: the built-in weights stay in force */
+            static char warned[40];
+            if (strcmp(warned, x4_lua_version(lua))) {
+                snprintf(warned, sizeof warned, "%s", x4_lua_version(lua));
+                x4_warn("matcher", "%s; built-in weights used", why);
+            }
+        }
+    }
+    m.lua = lua && x4_lua_has_hook(lua, "matching.score") ? lua : NULL;
     if (plan) *plan = NULL;
     if (draft) *draft = NULL;
     if (!cat || !plan) {
@@ -1724,8 +2518,17 @@ int x4_planner_plan(const x4_catalog *cat, const char *task, uint64_t max_cost, 
     extract_literals(&m);
 
     int matched_any = 0;
+    ssize_t pref[MAX_CLAUSES];
+    preselect(&m, pref);
     for (size_t c = 0; c < m.ncl; c++) {
         score_clause(&m, &m.cl[c]);
+        /* the joint choice goes first when it is still free */
+        if (pref[c] >= 0 && !m.used[pref[c]] && eligible(&m, (size_t)pref[c])) {
+            double mx = 0;
+            for (size_t i = 0; i < m.ncat; i++)
+                if (m.hits[i] && m.acc[i] > mx) mx = m.acc[i];
+            m.acc[pref[c]] = mx + 1.0;
+        }
         ssize_t top = -1;
         for (size_t i = 0; i < m.ncat; i++)
             if (eligible(&m, i) && (top < 0 || better(&m, i, (size_t)top))) top = (ssize_t)i;
@@ -1890,7 +2693,7 @@ json_t *x4_planner_literals(const char *task) {
         json_t *ctx = json_array();
         for (size_t k = 0; ctx && k < l->ctx.n; k++) json_array_append_new(ctx, json_string(l->ctx.v[k]));
         json_array_append_new(arr, json_pack("{s:s, s:o, s:s, s:o}", "kind",
-                                             l->date ? "date" : l->kind == L_STR ? "string" : l->kind == L_NUM ? "number" : "boolean",
+                                             l->date == 2 ? "time" : l->date ? "date" : l->kind == L_STR ? "string" : l->kind == L_NUM ? "number" : "boolean",
                                              "value", v, "text", l->text ? l->text : "", "context", ctx));
     }
 done:
@@ -1925,11 +2728,11 @@ const char *x4_planner_wire(const x4_service *producer, const x4_service *consum
         param_tokens(&b, k, op);
         double sim = a.n + b.n ? 2.0 * (double)strset_overlap(&a, &b) / (double)(a.n + b.n) : 0;
         strset_free(&b);
-        if (sim > best + 1e-9) {
+        if (sim > best + 1e-9 && sim >= prm->sim_min) {
             best = sim;
             bf = k;
         }
     }
     strset_free(&a);
-    return bf && best >= prm->sim_min ? bf : NULL;
+    return bf;
 }

@@ -3,14 +3,19 @@
  * Retrieval: a BM25 index (field-weighted: names, tags, description, parameter names and
  * descriptions, enum values; light stemming) built once per catalog version and cached.
  * Decomposition: the task is cut into clauses (sentences, "then/after that/finally", "and"/","
- * before a verb); each clause gets at most one service, ranked by x4_planner_rank() over its
- * BM25 score, the share of the service's name it mentions, the rest of the task's words and how
- * well the service can consume outputs of the steps already planned; cheaper first on a tie
- * and within max_cost. Wiring: each input takes an earlier step's output of the same name, or
- * of a similar name/description and a compatible type; else a literal from the task (quoted
- * strings, numbers with units, amounts, dates, proper-noun spans, enum values, booleans)
- * matched to the parameter by the words around it and its type; else a providing service is
- * chained in. The result is a plan JSON that still goes through x4_plan_parse(). */
+ * before a verb; back-references and purely descriptive sentences left out); each clause gets
+ * at most one service, ranked by x4_planner_rank() over its BM25 score, the share of the
+ * service's name it mentions, the rest of the task's words and how well the service can consume
+ * outputs of the steps already planned, then chosen jointly for the whole task (services that
+ * pass data to each other and whose inputs the task provides win); cheaper first on a tie and
+ * within max_cost. Wiring: each input takes an earlier step's output of the same name, or of a
+ * similar name/description and a compatible type; else a literal from the task (quoted
+ * strings, numbers with units, amounts, ISO dates, times, proper-noun spans, lists, enum and
+ * described example values, booleans, values named by the parameter) matched to the parameter
+ * by the words around it and its type; a required input still open takes an earlier output of
+ * its type rather than leave the plan invalid; else a providing service is chained in. The
+ * result is a plan JSON that still goes through x4_plan_parse(). policies/matching.lua can
+ * change the weights and the rank (x4_planner_plan_lua). */
 #ifndef X4_PLAN_MATCHER_H
 #define X4_PLAN_MATCHER_H
 
@@ -20,12 +25,15 @@
 
 #include "plan/catalog.h"
 
+struct x4_lua_rt;
+
 /* Returns 0 and a new plan JSON ({"steps":[...]}) or -1 with a reason in err
  * ("no service in the catalog matches the task", ...). Default parameters. */
 int x4_matcher_plan(const x4_catalog *cat, const char *task, uint64_t max_cost, json_t **plan, char *err, size_t errlen);
 
 /* The ranking weights, named; x4_planner_params_default() gives the tuned defaults. The Lua
- * policy (policies/matching.lua) is meant to override these and x4_planner_rank(). */
+ * policy (policies/matching.lua) may override them (weights) and the rank (score): see
+ * x4_planner_plan_lua. */
 typedef struct {
     double bm25_k1, bm25_b;  /* BM25 saturation and length normalisation */
     double match_min;        /* a clause's service needs at least this rank */
@@ -34,6 +42,9 @@ typedef struct {
     double chain_bonus;      /* × share of the service's required inputs earlier steps provide */
     double cost_weight;      /* × price / (max price among the candidates) — a penalty */
     double sim_min;          /* output→input wiring: least Dice similarity of name+description */
+    double sim_typed;        /* ... when both sides declare (compatible) types */
+    double wire_bonus;       /* joint choice: × share of a service's inputs earlier choices feed */
+    double fill_bonus;       /* joint choice: × share of its inputs fed or evidenced by the task */
 } x4_planner_params;
 
 void x4_planner_params_default(x4_planner_params *p);
@@ -55,6 +66,27 @@ double x4_planner_rank(const x4_planner_params *p, const x4_planner_features *f)
 int x4_planner_plan(const x4_catalog *cat, const char *task, uint64_t max_cost, const x4_planner_params *prm,
                     json_t **plan, json_t **draft, char *err, size_t errlen);
 
+/* The same with the operator's policies/matching.lua (lua may be NULL: built-in rules only):
+ *  - weights(defaults) → a table overriding any of the x4_planner_params by name ("bm25_k1",
+ *    "context_weight", ...): called once per plan when prm is NULL (explicit prm wins);
+ *  - score(f) → a number replacing the built-in rank of one (clause, service) pair, for the top
+ *    6 services of each clause by the built-in rank (the rest keep theirs); f has service,
+ *    clause, price (atomic, a string), bm25, name_share, context, fed, price_rel and rank (the
+ *    built-in value).
+ * A hook that is absent, fails or returns a wrong shape leaves the built-in values (a bad
+ * weights table is said once per policy version; a failing score turns it off for the plan).
+ * lua belongs to the calling thread (the engine's loop, or the CLI). */
+int x4_planner_plan_lua(const x4_catalog *cat, const char *task, uint64_t max_cost, const x4_planner_params *prm,
+                        struct x4_lua_rt *lua, json_t **plan, json_t **draft, char *err, size_t errlen);
+
+/* matching.weights: 1 when rt has no such hook (p untouched), 0 when p was updated from it,
+ * -1 with err (p untouched) when it failed or returned a bad table. */
+int x4_planner_params_lua(struct x4_lua_rt *rt, x4_planner_params *p, char *err, size_t errlen);
+/* The weights by name as a new JSON object, and back: every key must be a known weight with a
+ * finite number in its range, or nothing is changed and -1 says which. */
+json_t *x4_planner_params_json(const x4_planner_params *p);
+int x4_planner_params_set(x4_planner_params *p, const json_t *w, char *err, size_t errlen);
+
 /* ---- the pieces, exposed for tests and tools ---- */
 
 /* The top k services for a query by BM25 (index cached per catalog): catalog indices and
@@ -65,6 +97,9 @@ json_t *x4_planner_clauses(const x4_catalog *cat, const char *task);
 /* The literals of a task: a new JSON array of {"kind":"string"|"number"|"boolean"|"date",
  * "value", "text", "context":[stemmed words around it]}. */
 json_t *x4_planner_literals(const char *task);
+/* The example values a parameter description lists ("such as 'cat', 'dog'", "e.g., image,
+ * video"), as a new JSON array of strings (empty when none). */
+json_t *x4_planner_examples(const char *desc);
 /* The output of `producer` best suited to the input `param` of `consumer` (same name, else
  * similar name/description with a compatible type), or NULL. Borrowed from the catalog. */
 const char *x4_planner_wire(const x4_service *producer, const x4_service *consumer, const char *param,

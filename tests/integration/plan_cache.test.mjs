@@ -1,10 +1,15 @@
 // tests/integration/plan_cache.test.mjs — the plan cache: an identical task from the same user
 // is answered from Redis (planner "cache:…"), another user's is not shared (unless
-// PLAN_CACHE_SHARED=1), and concurrent identical requests plan once (single-flight).
+// PLAN_CACHE_SHARED=1), and concurrent identical requests plan once (single-flight); the
+// server's planning latency shows in /metrics per source (cache / planner); and the engine's
+// offline planner follows POLICY_DIR/matching.lua.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { setup, openStream } from '../lib/harness.mjs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setup, openStream, SOURCE_DIR } from '../lib/harness.mjs';
 
 let ctx;
 before(async () => { ctx = await setup({ users: ['alice', 'bob'], env: { RATE_LIMIT_PER_MIN: '0' } }); });
@@ -34,4 +39,50 @@ test('concurrent identical requests plan once', async () => {
   const got = await Promise.all(Array.from({ length: 10 }, () => planner('alice', task)));
   assert.equal(got.filter((p) => p === 'offline').length, 1, JSON.stringify(got));
   assert.equal(got.filter((p) => p === 'cache:offline').length, 9);
+});
+
+test('/metrics has the planning latency per source', async () => {
+  const task = `Add 2 and 3 then echo the sum (${randomBytes(4).toString('hex')})`;
+  const before = await (await fetch(`${ctx.engine.url}/metrics`)).text();
+  const count = (t, src) => Number(new RegExp(`^x402r_planning_seconds_count\\{source="${src}"\\} (\\d+)$`, 'm').exec(t)?.[1]);
+  assert.equal(await planner('alice', task), 'offline');
+  assert.equal(await planner('alice', task), 'cache:offline');
+  assert.equal(await planner('alice', task), 'cache:offline');
+  let text = '';
+  for (let i = 0; i < 50; i++) { // the metric is recorded when plan_ready is written, the event follows
+    text = await (await fetch(`${ctx.engine.url}/metrics`)).text();
+    if (count(text, 'cache') >= count(before, 'cache') + 2) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.ok(count(text, 'cache') >= count(before, 'cache') + 2, text);
+  assert.ok(count(text, 'planner') >= count(before, 'planner') + 1, text);
+  for (const q of ['0.5', '0.99', '1']) {
+    const v = Number(new RegExp(`^x402r_planning_seconds\\{source="cache",quantile="${q}"\\} (\\S+)$`, 'm').exec(text)?.[1]);
+    assert.ok(v > 0 && v < 10, `cache quantile ${q}: ${v}`);
+  }
+  assert.match(text, /# TYPE x402r_planning_seconds summary/);
+});
+
+test('the engine plans with POLICY_DIR/matching.lua', async () => {
+  // the shipped policies, with matching.lua's weights raising match_min out of reach: the
+  // offline planner then finds no service and says so
+  const dir = mkdtempSync(join(tmpdir(), 'x4-policies-'));
+  for (const f of ['retry.lua', 'approval.lua', 'rollback.lua'])
+    writeFileSync(join(dir, f), readFileSync(join(SOURCE_DIR, 'policies', f)));
+  writeFileSync(join(dir, 'matching.lua'), readFileSync(join(SOURCE_DIR, 'policies', 'matching.lua'), 'utf8')
+    .replace(/function weights\(defaults\)[\s\S]*?\nend\n/, 'function weights(defaults)\n  return { match_min = 50 }\nend\n'));
+  const strict = await setup({ users: ['carol'], env: { RATE_LIMIT_PER_MIN: '0', POLICY_DIR: dir, PLAN_CACHE: 'off' } });
+  try {
+    const r = await strict.clients.carol.post('/workflows/create', { input: 'Add 2 and 3 then echo the sum' });
+    assert.equal(r.status, 201, r.text);
+    const s = openStream(strict.engine, r.json.workflow.id, { since: 0, key: strict.keys.carol });
+    await s.opened;
+    const failed = await s.waitType('workflow.failed', { timeout: 20000 });
+    s.close();
+    assert.match(JSON.stringify(failed.data), /no service in the catalog matches/);
+  } finally {
+    await strict.teardown();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  // and the shipped policy plans it (the first test above)
 });

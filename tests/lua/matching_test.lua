@@ -28,3 +28,16 @@ function test_max_price_filters()
   t.eq(ids(matching.rank(c, { maxPrice = "1000" })), "cheap")
   t.eq(#matching.rank({}, {}), 0)
 end
+
+-- weights: the shipped policy keeps the built-in weights (returns no change)
+function test_weights_keep_the_defaults()
+  local defaults = { bm25_k1 = 1.2, context_weight = 1.0, wire_bonus = 0.3 }
+  local w = matching.weights(defaults)
+  t.eq(type(w), "table")
+  t.eq(next(w), nil, "no weight changed")
+end
+
+-- score is optional: the shipped policy leaves the built-in rank alone
+function test_no_score_hook_by_default()
+  t.eq(matching.score, nil)
+end

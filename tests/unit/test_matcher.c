@@ -325,3 +325,113 @@ X4_TEST(literals_respect_schema_constraints) {
     }
     x4_catalog_unref(c);
 }
+
+/* ---- policies/matching.lua drives the ranking ---- */
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lua/lua.h"
+
+/* A runtime over a temporary policy directory holding one matching.lua with `src`. */
+static x4_lua_rt *matching_policy(const char *src, char *dir, size_t dirlen) {
+    snprintf(dir, dirlen, "/tmp/x4-matching-XXXXXX");
+    if (!mkdtemp(dir)) return NULL;
+    char path[512], err[512] = "";
+    snprintf(path, sizeof path, "%s/matching.lua", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return NULL;
+    fputs(src, f);
+    fclose(f);
+    x4_lua_opts o = {.policy_dir = dir, .plugin_dir = dir, .lib_dir = X4_SOURCE_DIR "/lua"};
+    x4_lua_rt *rt = x4_lua_open(&o, err, sizeof err);
+    if (rt && x4_lua_reload(rt, err, sizeof err) < 0) {
+        fprintf(stderr, "  reload: %s\n", err);
+        x4_lua_close(rt);
+        rt = NULL;
+    }
+    return rt;
+}
+
+static void matching_policy_done(x4_lua_rt *rt, const char *dir) {
+    char path[512];
+    x4_lua_close(rt);
+    snprintf(path, sizeof path, "%s/matching.lua", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
+static const char *planned_with(const x4_catalog *c, x4_lua_rt *rt, const char *task, char *err, size_t errlen) {
+    static char svc[64];
+    json_t *plan = NULL;
+    svc[0] = 0;
+    if (x4_planner_plan_lua(c, task, X4_NO_MAX_COST, NULL, rt, &plan, NULL, err, errlen) == 0)
+        snprintf(svc, sizeof svc, "%s",
+                 json_string_value(json_object_get(json_array_get(json_object_get(plan, "steps"), 0), "service")));
+    json_decref(plan);
+    return svc;
+}
+
+X4_TEST(matching_lua_score_and_weights_change_the_plan) {
+    x4_catalog *c = x4_catalog_new();
+    add(c, "{\"id\":\"forecast_a\",\"name\":\"Weather forecast\",\"description\":\"Weather forecast for a city\","
+           "\"price\":{\"amount\":\"1000\"}," FORECAST_IN "}");
+    add(c, "{\"id\":\"forecast_b\",\"name\":\"Weather forecast\",\"description\":\"Weather forecast for a city\","
+           "\"price\":{\"amount\":\"5000\"}," FORECAST_IN "}");
+    const char *task = "Get the weather forecast for \"Oslo\"";
+    char err[512] = "", dir[64];
+    /* built-in: the tie goes to the cheaper */
+    CHECK_EQ_STR(planned_with(c, NULL, task, err, sizeof err), "forecast_a");
+
+    /* score: the operator prefers forecast_b; f carries the built-in rank and the features */
+    x4_lua_rt *rt = matching_policy("function score(f)\n"
+                                    "  assert(type(f.rank) == 'number' and f.bm25 > 0 and f.clause ~= '')\n"
+                                    "  if f.service == 'forecast_b' then return f.rank + 1 end\n"
+                                    "  return f.rank\n"
+                                    "end\n",
+                                    dir, sizeof dir);
+    CHECK(rt != NULL);
+    if (rt) {
+        CHECK_EQ_STR(planned_with(c, rt, task, err, sizeof err), "forecast_b");
+        matching_policy_done(rt, dir);
+    }
+
+    /* weights: a match_min nothing reaches leaves the task unplanned */
+    rt = matching_policy("function weights(d)\n  assert(d.match_min > 0)\n  return { match_min = 50 }\nend\n", dir,
+                         sizeof dir);
+    CHECK(rt != NULL);
+    if (rt) {
+        CHECK_EQ_STR(planned_with(c, rt, task, err, sizeof err), "");
+        CHECK(strstr(err, "no service") != NULL);
+        x4_planner_params p;
+        x4_planner_params_default(&p);
+        CHECK_EQ_INT(x4_planner_params_lua(rt, &p, err, sizeof err), 0);
+        CHECK(p.match_min == 50);
+        matching_policy_done(rt, dir);
+    }
+
+    /* broken hooks: an unknown weight, a score that is not a number, a score that raises —
+     * the built-in rules stay */
+    const char *bad[] = {"function weights(d) return { no_such_weight = 1 } end\n",
+                         "function weights(d) return { bm25_b = 7 } end\n",
+                         "function score(f) return 'high' end\n",
+                         "function score(f) error('boom') end\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        rt = matching_policy(bad[i], dir, sizeof dir);
+        CHECK(rt != NULL);
+        if (!rt) continue;
+        CHECK_EQ_STR(planned_with(c, rt, task, err, sizeof err), "forecast_a");
+        matching_policy_done(rt, dir);
+    }
+    x4_planner_params p;
+    x4_planner_params_default(&p);
+    json_t *w = json_pack("{s:f}", "bm25_b", 0.9);
+    CHECK_EQ_INT(x4_planner_params_set(&p, w, err, sizeof err), 0);
+    CHECK(p.bm25_b == 0.9);
+    json_decref(w);
+    w = json_pack("{s:s}", "bm25_b", "x");
+    CHECK_EQ_INT(x4_planner_params_set(&p, w, err, sizeof err), -1);
+    CHECK(p.bm25_b == 0.9 && strstr(err, "bm25_b") != NULL);
+    json_decref(w);
+    x4_catalog_unref(c);
+}

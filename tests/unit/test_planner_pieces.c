@@ -1,9 +1,14 @@
 /* tests/unit/test_planner_pieces.c — the offline planner's pieces, each with cases that could
  * fail: retrieval (paraphrases rank the right service first), decomposition (clause splits),
  * wiring (output→input by name, type and description) and literal extraction (quoted strings,
- * numbers with units, dates, proper nouns, ids, enums and booleans in a plan). */
+ * numbers with units, dates, proper nouns, ids, enums and booleans in a plan); then one test
+ * per later rule: abbreviations and back-references in decomposition, the joint choice, typed
+ * wiring thresholds, weak wiring instead of an invalid plan, ISO dates, times, lists, values
+ * named by the parameter, description examples, pronouns and measure adjectives; and the
+ * planning latency ring behind /metrics (exec/planning.c). */
 #include <stdlib.h>
 
+#include "exec/planning.h"
 #include "plan/catalog.h"
 #include "plan/matcher.h"
 #include "plan/plan.h"
@@ -131,7 +136,8 @@ X4_TEST(extraction_literals) {
     CHECK((l = lit(a, "PP-1")) && !strcmp(json_string_value(json_object_get(l, "kind")), "string"));
     CHECK((l = lit(a, "Ministry of Finance")) != NULL);
     CHECK(lit(a, "Please") == NULL && lit(a, "Please ask the Ministry of Finance") == NULL);
-    CHECK((l = lit(a, "September 10, 2023")) && !strcmp(json_string_value(json_object_get(l, "kind")), "date"));
+    /* a date with a month name is given in ISO 8601, the form services take */
+    CHECK((l = lit(a, "2023-09-10")) && !strcmp(json_string_value(json_object_get(l, "kind")), "date"));
     CHECK((l = lit(a, "12/05/2022")) && !strcmp(json_string_value(json_object_get(l, "kind")), "date"));
     CHECK((l = lit(a, "2024-08-01")) && !strcmp(json_string_value(json_object_get(l, "kind")), "date"));
     CHECK((l = lit(a, "CST98765")) != NULL);
@@ -190,10 +196,201 @@ X4_TEST(extraction_in_a_plan) {
 X4_TEST(rank_is_one_seam) {
     x4_planner_params p;
     x4_planner_params_default(&p);
-    x4_planner_features f = {0.5, 1.0, 0, 0, 0};
+    x4_planner_features f = {0.5, 1.0, 0.5, 0, 0};
     double base = x4_planner_rank(&p, &f);
-    CHECK(base > 0.5);
+    CHECK(base > 0.5); /* relevance to the whole task counts */
     p.cost_weight = 1.0;
     f.price_rel = 1.0;
     CHECK(x4_planner_rank(&p, &f) < base);
+}
+
+/* ---- the later rules -------------------------------------------------------------------- */
+
+X4_TEST(decomposition_abbreviations_and_back_references) {
+    x4_catalog *c = small();
+    /* "sq. ft." and "Dr." end no sentence */
+    const char *a[] = {"Get the weather for a 500 sq. ft. room of Dr. Smith in Paris"};
+    check_clauses(c, "Get the weather for a 500 sq. ft. room of Dr. Smith in Paris.", a, 1);
+    /* "After ..., verb": the phrase before the comma refers back and is left out */
+    const char *b[] = {"Translate the report to fr", "send an email to my boss"};
+    check_clauses(c, "Translate the report to fr. After translating the long report, send an email to my boss.", b, 2);
+    /* "Upon completion of these tasks, finally ..." is no sub-goal either */
+    const char *d[] = {"Summarize the contract", "send an email to my boss"};
+    check_clauses(c, "Summarize the contract. Upon completion of these tasks, finally send an email to my boss.", d, 2);
+    /* a sentence that only describes gives facts, not a step */
+    const char *e[] = {"Book a flight to Rome"};
+    check_clauses(c, "Book a flight to Rome. The deadline is on May 1, 2025.", e, 1);
+    /* a short "and verb ..." tail (fewer than three content words) stays in its clause */
+    const char *f[] = {"Summarize the annual report and translate it"};
+    check_clauses(c, "Summarize the annual report and translate it", f, 1);
+    x4_catalog_unref(c);
+}
+
+X4_TEST(decomposition_id_verbs_need_the_description) {
+    /* "pollutant_level" opens with a noun ("Get the ..."): "pollutant" is no verb, so ", and
+     * pollutant sources" is not cut; "scan_isbn" ("Scan the ISBN ...") makes "scan" one */
+    x4_catalog *c = x4_catalog_new();
+    add(c, "{\"id\":\"pollutant_level\",\"description\":\"Get the level of a pollutant in water\"}");
+    add(c, "{\"id\":\"scan_isbn\",\"description\":\"Scan the ISBN of a book\"}");
+    const char *a[] = {"Check the water quality of the lake, pollutant sources near the river"};
+    check_clauses(c, "Check the water quality of the lake, pollutant sources near the river", a, 1);
+    const char *b[] = {"Find the library book by its title", "scan the ISBN code on its cover"};
+    check_clauses(c, "Find the library book by its title, scan the ISBN code on its cover", b, 2);
+    x4_catalog_unref(c);
+}
+
+static const char *step_service(const json_t *plan, size_t i) {
+    return json_string_value(json_object_get(json_array_get(json_object_get(plan, "steps"), i), "service"));
+}
+
+X4_TEST(joint_choice_prefers_services_that_pass_data) {
+    /* the second clause matches report_a and report_b alike (same words); only report_b takes
+     * what the first step outputs, so the joint choice plans report_b and wires it */
+    x4_catalog *c = x4_catalog_new();
+    add(c, "{\"id\":\"measure_noise\",\"description\":\"Measure the noise level of a street\",\"input\":{\"type\":"
+           "\"object\",\"properties\":{\"street\":{\"type\":\"string\"}},\"required\":[\"street\"]},\"output\":{"
+           "\"type\":\"object\",\"properties\":{\"decibels\":{\"type\":\"number\",\"description\":\"noise in dB\"}}}}");
+    add(c, "{\"id\":\"report_a\",\"description\":\"Write a city report\",\"input\":{\"type\":\"object\","
+           "\"properties\":{\"budget\":{\"type\":\"integer\"}},\"required\":[\"budget\"]}}");
+    add(c, "{\"id\":\"report_b\",\"description\":\"Write a city report\",\"input\":{\"type\":\"object\","
+           "\"properties\":{\"decibels\":{\"type\":\"number\"}},\"required\":[\"decibels\"]}}");
+    json_t *plan = NULL;
+    char err[256] = "";
+    int rc = x4_planner_plan(c, "Measure the noise level of Main Street. Then write a city report.", X4_NO_MAX_COST,
+                             NULL, &plan, NULL, err, sizeof err);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_STR(step_service(plan, 0), "measure_noise");
+    CHECK_EQ_STR(step_service(plan, 1), "report_b");
+    json_t *ref = json_object_get(json_object_get(json_array_get(json_object_get(plan, "steps"), 1), "inputs"), "decibels");
+    CHECK_EQ_STR(json_string_value(json_object_get(ref, "$ref")), "s1.decibels");
+    json_decref(plan);
+    /* with the joint bonuses off, the tie goes to the earlier record, which cannot be filled */
+    x4_planner_params p;
+    x4_planner_params_default(&p);
+    p.wire_bonus = p.fill_bonus = p.chain_bonus = 0;
+    plan = NULL;
+    json_t *draft = NULL;
+    x4_planner_plan(c, "Measure the noise level of Main Street. Then write a city report.", X4_NO_MAX_COST, &p, &plan,
+                    &draft, err, sizeof err);
+    CHECK_EQ_STR(step_service(plan ? plan : draft, 1), "report_a");
+    json_decref(plan);
+    json_decref(draft);
+    x4_catalog_unref(c);
+}
+
+X4_TEST(wiring_typed_needs_closer_names) {
+    /* typed on both sides: "summary" → "body" shares only "text" (Dice < sim_typed) and is not
+     * wired before literals; the untyped output with the same words is */
+    x4_catalog *c = small();
+    x4_planner_params p;
+    x4_planner_params_default(&p);
+    CHECK(p.sim_typed > p.sim_min);
+    x4_catalog_unref(c);
+    x4_catalog *d = x4_catalog_new();
+    add(d, "{\"id\":\"draft_memo\",\"description\":\"Draft a memo\",\"output\":{\"type\":\"object\",\"properties\":{"
+           "\"memo_text\":{\"type\":\"string\",\"description\":\"the memo text\"}}}}");
+    add(d, "{\"id\":\"fax_memo\",\"description\":\"Fax a memo\",\"input\":{\"type\":\"object\",\"properties\":{"
+           "\"content\":{\"type\":\"string\",\"description\":\"text to fax\"},\"number\":{\"type\":\"string\"}},"
+           "\"required\":[\"content\",\"number\"]}}");
+    json_t *plan = NULL;
+    char err[256] = "";
+    /* no literal for content: the plan carries the memo text rather than failing */
+    int rc = x4_planner_plan(d, "Draft a memo. Then fax the memo to number \"+1 555 0100\".", X4_NO_MAX_COST, NULL, &plan,
+                             NULL, err, sizeof err);
+    CHECK_EQ_INT(rc, 0);
+    if (rc) fprintf(stderr, "  %s\n", err);
+    json_t *in = json_object_get(json_array_get(json_object_get(plan, "steps"), 1), "inputs");
+    CHECK_EQ_STR(json_string_value(json_object_get(json_object_get(in, "content"), "$ref")), "s1.memo_text");
+    CHECK_EQ_STR(json_string_value(json_object_get(in, "number")), "+1 555 0100");
+    json_decref(plan);
+    x4_catalog_unref(d);
+}
+
+static json_t *plan_inputs(x4_catalog *c, const char *task, size_t step) {
+    json_t *plan = NULL, *draft = NULL;
+    char err[256] = "";
+    x4_planner_plan(c, task, X4_NO_MAX_COST, NULL, &plan, &draft, err, sizeof err);
+    json_t *p = plan ? plan : draft;
+    json_t *in = json_incref(json_object_get(json_array_get(json_object_get(p, "steps"), step), "inputs"));
+    json_decref(plan);
+    json_decref(draft);
+    return in;
+}
+
+X4_TEST(extraction_times_lists_and_names) {
+    x4_catalog *c = x4_catalog_new();
+    add(c, "{\"id\":\"identify_mushroom\",\"description\":\"Identify a mushroom by its look\",\"input\":{\"type\":"
+           "\"object\",\"properties\":{\"cap_color\":{\"type\":\"string\"},\"gill_color\":{\"type\":\"string\"},"
+           "\"toxic\":{\"type\":\"boolean\"},\"pet_type\":{\"type\":\"string\",\"description\":\"kind of pet, such "
+           "as 'cat', 'dog' or 'rabbit'\"}},\"required\":[\"cap_color\",\"gill_color\",\"toxic\"]}}");
+    add(c, "{\"id\":\"schedule_meeting\",\"description\":\"Schedule a meeting\",\"input\":{\"type\":\"object\","
+           "\"properties\":{\"start_time\":{\"type\":\"string\",\"description\":\"time of day\"},\"attendees\":{"
+           "\"type\":\"array\",\"items\":{\"type\":\"string\"}},\"day\":{\"type\":\"string\",\"description\":\"date "
+           "of the meeting\",\"format\":\"date\"}},\"required\":[\"start_time\",\"attendees\",\"day\"]}}");
+    json_t *in = plan_inputs(c, "Identify a mushroom with a brown cap color and pink gill color that my dog found, "
+                                "not toxic.", 0);
+    CHECK_EQ_STR(json_string_value(json_object_get(in, "cap_color")), "brown");
+    CHECK_EQ_STR(json_string_value(json_object_get(in, "gill_color")), "pink");
+    CHECK(json_is_false(json_object_get(in, "toxic")));                            /* "not toxic" */
+    CHECK_EQ_STR(json_string_value(json_object_get(in, "pet_type")), "dog");       /* a described example */
+    json_decref(in);
+    in = plan_inputs(c, "Schedule a meeting with Alice, Bob and Carol at 6:30 PM on March 3, 2025.", 0);
+    CHECK_EQ_STR(json_string_value(json_object_get(in, "start_time")), "6:30 PM");
+    CHECK_EQ_STR(json_string_value(json_object_get(in, "day")), "2025-03-03");
+    json_t *att = json_object_get(in, "attendees");
+    CHECK_EQ_INT(json_array_size(att), 3);
+    CHECK_EQ_STR(json_string_value(json_array_get(att, 2)), "Carol");
+    json_decref(in);
+    x4_catalog_unref(c);
+
+    /* "I" is no name; "25-year-old" is a number, not an id */
+    const json_t *l;
+    json_t *a = x4_planner_literals("I'd like to insure a 25-year-old driver named Ann Lee.");
+    CHECK(lit(a, "I") == NULL && lit(a, "I'd") == NULL && lit(a, "25-year-old") == NULL);
+    CHECK(lit(a, "25") != NULL && lit(a, "Ann Lee") != NULL);
+    json_decref(a);
+    a = x4_planner_literals("We meet Dr. Johnson at 18:00.");
+    CHECK(lit(a, "Dr. Johnson") != NULL);
+    CHECK((l = lit(a, "18:00")) && !strcmp(json_string_value(json_object_get(l, "kind")), "time"));
+    json_decref(a);
+}
+
+X4_TEST(extraction_description_examples) {
+    json_t *e = x4_planner_examples("the finish of the paint such as 'matte', 'gloss', 'semi-gloss'");
+    CHECK_EQ_INT(json_array_size(e), 3);
+    CHECK_EQ_STR(json_string_value(json_array_get(e, 2)), "semi-gloss");
+    json_decref(e);
+    e = x4_planner_examples("media type, e.g., image, video or audio file");
+    CHECK_EQ_INT(json_array_size(e), 3);
+    CHECK_EQ_STR(json_string_value(json_array_get(e, 2)), "audio file");
+    json_decref(e);
+    e = x4_planner_examples("revenue such as from the events that were held over the whole year");
+    CHECK_EQ_INT(json_array_size(e), 0); /* prose, not a list */
+    json_decref(e);
+    e = x4_planner_examples("the name of the city");
+    CHECK_EQ_INT(json_array_size(e), 0);
+    json_decref(e);
+}
+
+X4_TEST(planning_latency_quantiles) {
+    uint64_t n;
+    double p50, p99, mx;
+    x4_planning_latency(X4_PLANNING_CACHE, &n, &p50, &p99, &mx);
+    CHECK(n == 0 && p50 == 0 && p99 == 0 && mx == 0);
+    for (int i = 100; i >= 1; i--) x4_planning_latency_record(X4_PLANNING_CACHE, (uint64_t)i * 1000000); /* 1..100 ms */
+    x4_planning_latency_record(X4_PLANNING_PLANNER, 7000);
+    x4_planning_latency(X4_PLANNING_CACHE, &n, &p50, &p99, &mx);
+    CHECK_EQ_INT(n, 100);
+    CHECK(p50 == 50000 && p99 == 99000 && mx == 100000); /* µs, nearest rank */
+    x4_planning_latency(X4_PLANNING_PLANNER, &n, &p50, &p99, &mx);
+    CHECK(n == 1 && p50 == 7 && mx == 7);
+    /* the ring keeps the last X4_PLANNING_SAMPLES: older samples age out of the quantiles */
+    for (int i = 0; i < X4_PLANNING_SAMPLES; i++) x4_planning_latency_record(X4_PLANNING_CACHE, 2000000);
+    x4_planning_latency(X4_PLANNING_CACHE, &n, &p50, &p99, &mx);
+    CHECK(n == 100 + X4_PLANNING_SAMPLES && p99 == 2000 && mx == 2000);
+    x4_buf b = {0};
+    x4_planning_metrics(&b);
+    CHECK(b.data && strstr(b.data, "x402r_planning_seconds{source=\"cache\",quantile=\"0.99\"} 0.002000\n"));
+    CHECK(b.data && strstr(b.data, "x402r_planning_seconds_count{source=\"planner\"} 1\n"));
+    x4_buf_free(&b);
 }
