@@ -342,11 +342,8 @@ static int send_request(x4_run *r, size_t i, const json_t *inputs, json_t **outp
     return 0;
 }
 
-static void on_started(PGresult *res, const char *err, void *ud) {
-    step_ctx *c = ud;
-    x4_run *r = c->run;
-    size_t i = c->idx;
-    if (write_landed(c, res, err) < 0) goto out;
+/* A step's "running" is stored: bind its inputs and send its request. */
+static void start_landed(x4_run *r, size_t i) {
     x4_engine *e = r->e;
     step_rt *s = &r->st[i];
     if (r->failed || e->stopping) {
@@ -354,20 +351,20 @@ static void on_started(PGresult *res, const char *err, void *ud) {
          * and never pay, a service for a workflow that is already over. */
         slot_release(r, i);
         skip_one(r, i, r->deadline_hit ? "maxTime exceeded" : "workflow failed");
-        goto out;
+        return;
     }
     char why[512];
     json_t **outs = calloc(r->plan->nsteps, sizeof *outs);
     if (!outs) {
         step_fail(r, i, "out of memory");
-        goto out;
+        return;
     }
     for (size_t k = 0; k < r->plan->nsteps; k++) outs[k] = r->st[k].output;
     json_t *inputs = x4_plan_bind_inputs(r->plan, i, outs, why, sizeof why);
     free(outs);
     if (!inputs) {
         step_fail(r, i, why);
-        goto out;
+        return;
     }
     e->stats.steps_started++;
     json_decref(s->inputs);
@@ -376,37 +373,78 @@ static void on_started(PGresult *res, const char *err, void *ud) {
     json_t *answer = NULL;
     int rc = send_request(r, i, inputs, &answer, berr, sizeof berr);
     if (rc < 0) step_fail(r, i, berr);
-    else if (rc == 1) step_succeed(r, i, answer);
-out:
+    else if (rc == 1) step_succeed(r, i, answer); /* a pure step (exec/step_adapter.h) */
+}
+
+static void on_started(PGresult *res, const char *err, void *ud) {
+    step_ctx *c = ud;
+    if (write_landed(c, res, err) == 0) start_landed(c->run, c->idx);
     ctx_done(c);
 }
 
-static void step_start(x4_run *r, size_t i) {
+/* Claims step i for starting: a slot, an attempt, ST_STARTING. */
+static void step_claim(x4_run *r, size_t i) {
     step_rt *s = &r->st[i];
     s->state = ST_STARTING;
     s->attempts++;
     s->holds_slot = 1;
     r->running++;
     r->e->sched->running++;
-    json_t *d = json_pack("{s:s, s:s, s:i}", "stepId", r->plan->steps[i].id, "service", r->plan->steps[i].service,
-                          "attempt", s->attempts);
-    step_write(r, i, "running", NULL, NULL, "step.started", d, on_started);
+}
+
+static json_t *started_data(x4_run *r, size_t i) {
+    return json_pack("{s:s, s:s, s:i}", "stepId", r->plan->steps[i].id, "service", r->plan->steps[i].service,
+                     "attempt", r->st[i].attempts);
+}
+
+static void step_start(x4_run *r, size_t i) {
+    step_claim(r, i);
+    step_write(r, i, "running", NULL, NULL, "step.started", started_data(r, i), on_started);
+}
+
+static void succeeded_landed(x4_run *r, size_t i) {
+    step_rt *s = &r->st[i];
+    s->state = ST_SUCCEEDED;
+    r->e->stats.steps_succeeded++;
+    slot_release(r, i);
+    for (size_t k = 0; k < s->ndependents; k++) r->st[s->dependents[k]].unmet--;
 }
 
 static void on_succeeded(PGresult *res, const char *err, void *ud) {
     step_ctx *c = ud;
     x4_run *r = c->run;
     if (write_landed(c, res, err) < 0) goto out;
-    step_rt *s = &r->st[c->idx];
-    s->state = ST_SUCCEEDED;
-    r->e->stats.steps_succeeded++;
-    slot_release(r, c->idx);
-    for (size_t k = 0; k < s->ndependents; k++) r->st[s->dependents[k]].unmet--;
+    succeeded_landed(r, c->idx);
     pump(r);
     maybe_finish(r);
     wake_starved(r->e);
 out:
     ctx_done(c);
+}
+
+/* A success stored together with the start of the dependents it unblocked (step_succeed). */
+typedef struct {
+    step_ctx c; /* first: write_landed and ctx_done take it */
+    size_t n;
+    size_t started[];
+} batch_ctx;
+
+static void on_succeeded_batch(PGresult *res, const char *err, void *ud) {
+    batch_ctx *b = ud;
+    x4_run *r = b->c.run;
+    if (write_landed(&b->c, res, err) < 0) goto out;
+    run_ref(r);
+    succeeded_landed(r, b->c.idx);
+    for (size_t k = 0; k < b->n && !r->dead; k++)
+        if (r->st[b->started[k]].state == ST_STARTING) start_landed(r, b->started[k]);
+    if (!r->dead) {
+        pump(r);
+        maybe_finish(r);
+    }
+    wake_starved(r->e);
+    run_unref(r);
+out:
+    ctx_done(&b->c);
 }
 
 static void on_failed_or_skipped(PGresult *res, const char *err, void *ud) {
@@ -670,14 +708,60 @@ out:
     ctx_done(c);
 }
 
-/* A step's answer is its output: store it (and announce step.completed). */
+/* One transition of a batch for x4_steps_update (sql/090_perf.sql); takes evdata. */
+static json_t *transition(x4_run *r, size_t i, const char *status, json_t *output, const char *type, json_t *evdata) {
+    return json_pack("{s:s, s:s, s:i, s:O?, s:s, s:o}", "step", r->plan->steps[i].id, "status", status, "attempts",
+                     r->st[i].attempts, "output", output, "type", type, "data", evdata);
+}
+
+/* A step's answer is its output: store it (and announce step.completed). The dependents this
+ * success makes ready, as far as slots allow, are claimed now and their "running" goes into the
+ * same transaction (x4_steps_update): a join costs one durable commit on its critical path, not
+ * two. Without such a dependent it is the single x4_step_update. */
 static void step_succeed(x4_run *r, size_t i, json_t *output) {
+    x4_engine *e = r->e;
     step_rt *s = &r->st[i];
     s->state = ST_WRITING;
     s->output = output;
     json_t *d = json_pack("{s:s, s:O, s:i, s:I}", "stepId", r->plan->steps[i].id, "output", output, "attempt",
                           s->attempts, "durationMs", (json_int_t)((x4_mono_us() - s->t0_us) / 1000));
-    step_write(r, i, "succeeded", output, NULL, "step.completed", d, on_succeeded);
+    batch_ctx *b = NULL;
+    if (!r->failed && !r->finishing && !e->stopping && s->ndependents > 0)
+        b = malloc(sizeof *b + s->ndependents * sizeof b->started[0]);
+    if (b) {
+        b->n = 0;
+        for (size_t k = 0; k < s->ndependents; k++) {
+            size_t j = s->dependents[k];
+            if (r->st[j].state != ST_PENDING || r->st[j].unmet != 1) continue;
+            if (r->running >= e->cfg.workflow_concurrency || e->sched->running >= (size_t)e->cfg.max_concurrency) break;
+            step_claim(r, j);
+            b->started[b->n++] = j;
+        }
+    }
+    if (!b || b->n == 0) {
+        free(b);
+        step_write(r, i, "succeeded", output, NULL, "step.completed", d, on_succeeded);
+        return;
+    }
+    json_t *batch = json_array();
+    if (batch) json_array_append_new(batch, transition(r, i, "succeeded", output, "step.completed", d));
+    else json_decref(d);
+    for (size_t k = 0; k < b->n && batch; k++)
+        json_array_append_new(batch, transition(r, b->started[k], "running", NULL, "step.started", started_data(r, b->started[k])));
+    char *text = batch && json_array_size(batch) == b->n + 1 ? json_dumps(batch, JSON_COMPACT) : NULL;
+    json_decref(batch);
+    b->c.run = r;
+    b->c.idx = i;
+    run_ref(r);
+    if (!text) {
+        ctx_done(&b->c);
+        run_kill(r, "out of memory"); /* releases the claimed slots */
+        return;
+    }
+    const char *params[] = {r->id, e->owner, text};
+    r->writes++;
+    x4_pg_query(e->pg, "SELECT " X4_EV_COLS " FROM x4_steps_update($1,$2,$3::jsonb) e", 3, params, on_succeeded_batch, b);
+    free(text);
 }
 
 /* The outcome of a paid request is stored: now the step's own write may follow. */

@@ -8,6 +8,15 @@
  * The head of the FIFO keeps its last non-NULL result; the NULL moves it to "awaiting sync";
  * the PIPELINE_SYNC completes it and its callback runs.
  *
+ * Prepared statements: the engine's SQL texts are constants, so each distinct text (up to
+ * PG_MAX_STMTS per pool) gets a statement name "x4_N" and is sent with PQsendQueryPrepared,
+ * saving PostgreSQL the parse, analysis and planning of every call (the profile in
+ * bench/RESULTS.md). The first use on a connection puts its PQsendPrepare (Parse) in front of
+ * the execution, inside the same sync; that query's stream is then
+ *     Parse result (COMMAND_OK or the error), NULL, query result(s), NULL, PIPELINE_SYNC
+ * A failed Parse leaves the statement unprepared on that connection and its error is the query's
+ * (the execution after it comes back PIPELINE_ABORTED). Connections start with nothing prepared.
+ *
  * Lifetime: the pool is freed when x4_pg_close was called and the last handle closed. Callbacks
  * may submit queries or even call x4_pg_close; every loop over a connection re-checks state after
  * invoking a callback. */
@@ -21,12 +30,14 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/util.h"
 
 #define PG_MAX_INFLIGHT 256     /* per connection */
 #define PG_BACKOFF_MIN_MS 100
 #define PG_BACKOFF_MAX_MS 5000
 #define PG_CONNECT_TIMEOUT_MS 10000
 #define PG_MIGRATE_LOCK_KEY 7234690204021LL /* fixed advisory-lock key for x4_migrate */
+#define PG_MAX_STMTS 256        /* distinct SQL texts prepared per pool; later ones run unnamed */
 
 typedef struct pg_q {
     struct pg_q *next;
@@ -34,6 +45,8 @@ typedef struct pg_q {
     void *ud;
     PGresult *res;   /* last non-NULL result of this query */
     int awaiting_sync;
+    int stmt;        /* prepared statement index, -1 = unnamed */
+    int parsing;     /* 1: its Parse is in the same sync and its result/NULL come first */
     int nparams;
     const char *sql;
     const char **params;
@@ -60,7 +73,13 @@ typedef struct pg_conn {
     int backoff_ms;
     int ever_up;
     pg_fifo inflight;
+    unsigned char prepared[PG_MAX_STMTS / 8]; /* bit per pool statement: Parse sent here */
 } pg_conn;
+
+typedef struct {
+    char *sql;
+    uint64_t hash;
+} pg_stmt;
 
 struct x4_pg {
     uv_loop_t *loop;
@@ -70,6 +89,8 @@ struct x4_pg {
     pg_fifo queue;
     int closing;
     int open_handles;
+    pg_stmt stmts[PG_MAX_STMTS];
+    int nstmts;
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -215,6 +236,7 @@ static void notice_processor(void *arg, const char *message) {
 
 static void maybe_free_pool(x4_pg *pg) {
     if (pg->closing && pg->open_handles == 0) {
+        for (int i = 0; i < pg->nstmts; i++) free(pg->stmts[i].sql);
         free(pg->conns);
         free(pg->conninfo);
         free(pg);
@@ -315,6 +337,7 @@ static void conn_up(pg_conn *k) {
         conn_lost(k, NULL);
         return;
     }
+    memset(k->prepared, 0, sizeof k->prepared); /* a new session has no statements */
     if (k->ever_up) x4_info("pg", "connection %d re-established", k->idx);
     k->ever_up = 1;
     k->state = C_UP;
@@ -379,8 +402,39 @@ static void conn_schedule_reconnect(pg_conn *k) {
 /* Sends q on k (adds it to the in-flight FIFO). Returns 0, or -1 when the connection broke (q
  * was not consumed and must be re-queued by the caller). Queries libpq refuses (while the
  * connection is fine) are failed at once. */
+static int prepared_on(const pg_conn *k, int i) { return (k->prepared[i / 8] >> (i % 8)) & 1; }
+static void mark_prepared(pg_conn *k, int i, int on) {
+    if (on) k->prepared[i / 8] |= (unsigned char)(1u << (i % 8));
+    else k->prepared[i / 8] &= (unsigned char)~(1u << (i % 8));
+}
+
 static int conn_send(pg_conn *k, pg_q *q) {
-    if (!PQsendQueryParams(k->c, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0)) {
+    int ok;
+    q->parsing = 0;
+    if (q->stmt >= 0) {
+        char name[16];
+        snprintf(name, sizeof name, "x4_%d", q->stmt);
+        if (!prepared_on(k, q->stmt)) {
+            if (!PQsendPrepare(k->c, name, q->sql, q->nparams, NULL)) {
+                if (PQstatus(k->c) == CONNECTION_BAD) return -1;
+                char msg[512], err[600];
+                redact(k->pg->conninfo, PQerrorMessage(k->c), msg, sizeof msg);
+                snprintf(err, sizeof err, "08P01: %s", msg);
+                q_finish(q, NULL, err);
+                return 0;
+            }
+            mark_prepared(k, q->stmt, 1);
+            q->parsing = 1;
+        }
+        ok = PQsendQueryPrepared(k->c, name, q->nparams, q->params, NULL, NULL, 0);
+        if (!ok && q->parsing) { /* the Parse is queued: the stream would be misaligned */
+            fifo_push(&k->inflight, q);
+            return 1;
+        }
+    } else {
+        ok = PQsendQueryParams(k->c, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0);
+    }
+    if (!ok) {
         if (PQstatus(k->c) == CONNECTION_BAD) return -1;
         char msg[512], err[600];
         redact(k->pg->conninfo, PQerrorMessage(k->c), msg, sizeof msg);
@@ -468,6 +522,7 @@ static int conn_drain(pg_conn *k) {
         PGresult *r = PQgetResult(k->c);
         pg_q *h = k->inflight.head;
         if (!r) {
+            if (h && h->parsing == 1) { h->parsing = 2; continue; } /* end of its Parse */
             if (h && !h->awaiting_sync) { h->awaiting_sync = 1; continue; }
             break; /* nothing more for now */
         }
@@ -485,6 +540,24 @@ static int conn_drain(pg_conn *k) {
             continue;
         }
         if (!h) { PQclear(r); continue; } /* unsolicited: ignore */
+        if (h->parsing == 1) { /* the Parse's own result */
+            if (st == PGRES_COMMAND_OK) {
+                PQclear(r);
+            } else {
+                mark_prepared(k, h->stmt, 0);
+                if (h->res) PQclear(h->res);
+                h->res = r; /* the query's error: its execution comes back PIPELINE_ABORTED */
+            }
+            continue;
+        }
+        if (st == PGRES_PIPELINE_ABORTED && h->res && PQresultStatus(h->res) == PGRES_FATAL_ERROR) {
+            PQclear(r); /* keep the Parse's error, the reason */
+            continue;
+        }
+        if (h->stmt >= 0 && st == PGRES_FATAL_ERROR) {
+            const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+            if (state && strcmp(state, "26000") == 0) mark_prepared(k, h->stmt, 0); /* gone (DEALLOCATE) */
+        }
         if (h->res) PQclear(h->res);
         h->res = r;
         if (PQstatus(k->c) == CONNECTION_BAD) break;
@@ -576,6 +649,18 @@ int x4_pg_open(x4_pg **out, uv_loop_t *loop, const char *conninfo, int nconn, ch
 
 static size_t param_len(const char *p) { return p ? strlen(p) + 1 : 0; }
 
+/* The pool's statement index for sql, registering it while there is room; -1 = run unnamed. */
+static int stmt_of(x4_pg *pg, const char *sql) {
+    uint64_t h = x4_hash_str(sql);
+    for (int i = 0; i < pg->nstmts; i++)
+        if (pg->stmts[i].hash == h && strcmp(pg->stmts[i].sql, sql) == 0) return i;
+    if (pg->nstmts >= PG_MAX_STMTS) return -1;
+    char *copy = strdup(sql);
+    if (!copy) return -1;
+    pg->stmts[pg->nstmts] = (pg_stmt){copy, h};
+    return pg->nstmts++;
+}
+
 void x4_pg_query(x4_pg *pg, const char *sql, int nparams, const char *const *params, x4_pg_cb cb, void *ud) {
     if (nparams < 0) nparams = 0;
     if (!pg || pg->closing) { /* a caller racing shutdown gets the same answer as a closing pool */
@@ -609,6 +694,7 @@ void x4_pg_query(x4_pg *pg, const char *sql, int nparams, const char *const *par
     }
     q->params = nparams ? pv : NULL;
     q->nparams = nparams;
+    q->stmt = stmt_of(pg, sql);
     q->cb = cb;
     q->ud = ud;
     fifo_push(&pg->queue, q);

@@ -517,6 +517,8 @@ export function makeRpcHandler(chain, admin = {}) {
 
 export function startRpcServer(chain, { host = '127.0.0.1', port = 0 } = {}) {
   const handle = makeRpcHandler(chain);
+  // bench aid (bench/paid): JSON-RPC requests served and the milliseconds spent handling them
+  const stats = { requests: 0, ms: 0 };
   const server = http.createServer((req, res) => {
     if (req.method === 'GET' && (req.url === '/health' || req.url === '/')) {
       res.writeHead(200, { 'content-type': 'text/plain' }); res.end('ok'); return;
@@ -525,7 +527,10 @@ export function startRpcServer(chain, { host = '127.0.0.1', port = 0 } = {}) {
     const chunks = [];
     req.on('data', (c) => chunks.push(c));
     req.on('end', async () => {
+      const t0 = performance.now();
       const out = await handle(Buffer.concat(chunks).toString('utf8'));
+      stats.requests++;
+      stats.ms += performance.now() - t0;
       const body = JSON.stringify(out, (_, v) => (typeof v === 'bigint' ? Number(v) : v)).replaceAll('"__U64MAX__"', '18446744073709551615');
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(body);
@@ -533,6 +538,6 @@ export function startRpcServer(chain, { host = '127.0.0.1', port = 0 } = {}) {
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => resolve(server));
+    server.listen(port, host, () => { server.rpcStats = stats; resolve(server); });
   });
 }

@@ -117,20 +117,22 @@ export async function startMarketplace({ stateDir, host = '127.0.0.1', portBase 
     .registerV1(V1_NETWORK, new ExactSvmFacilitatorV1(svmSigner));
   const fapp = express();
   fapp.use(express.json({ limit: '1mb' }));
-  const facCounters = { verify: 0, settle: 0, settled: 0 };
+  const facCounters = { verify: 0, settle: 0, settled: 0, verifyMs: 0, settleMs: 0 };
   fapp.get('/supported', (_req, res) => res.json(facilitator.getSupported()));
   fapp.post('/verify', async (req, res) => {
     facCounters.verify++;
     const { paymentPayload, paymentRequirements } = req.body ?? {};
     if (!paymentPayload || !paymentRequirements) return res.status(400).json({ error: 'paymentPayload and paymentRequirements are required' });
+    const t0 = performance.now();
     try { res.json(await facilitator.verify(paymentPayload, paymentRequirements)); } catch (e) {
       res.status(500).json({ error: String(e.message ?? e) });
-    }
+    } finally { facCounters.verifyMs += performance.now() - t0; }
   });
   fapp.post('/settle', async (req, res) => {
     facCounters.settle++;
     const { paymentPayload, paymentRequirements } = req.body ?? {};
     if (!paymentPayload || !paymentRequirements) return res.status(400).json({ error: 'paymentPayload and paymentRequirements are required' });
+    const t0 = performance.now();
     try {
       const r = await facilitator.settle(paymentPayload, paymentRequirements);
       if (r.success) facCounters.settled++;
@@ -138,10 +140,11 @@ export async function startMarketplace({ stateDir, host = '127.0.0.1', portBase 
       res.json(r);
     } catch (e) {
       res.status(500).json({ error: String(e.message ?? e) });
-    }
+    } finally { facCounters.settleMs += performance.now() - t0; }
   });
-  // test aid: how many /verify and /settle calls, and what the services' Idempotency-Key stores did
-  fapp.get('/stats', (_req, res) => res.json({ ...facCounters, idempotency: Object.fromEntries(Object.entries(idem).map(([k, v]) => [k, v.stats])) }));
+  // test aid: how many /verify and /settle calls (and the ms spent in them), the chain's JSON-RPC
+  // requests and ms, and what the services' Idempotency-Key stores did
+  fapp.get('/stats', (_req, res) => res.json({ ...facCounters, rpc: { ...rpcServer.rpcStats }, idempotency: Object.fromEntries(Object.entries(idem).map(([k, v]) => [k, v.stats])) }));
   let discoveryItems = [];
   fapp.get('/discovery/resources', (req, res) => {
     const limit = Math.max(1, Math.min(1000, Number(req.query.limit ?? 100) || 100));
