@@ -11,8 +11,7 @@
 
 #include "lua/lua.h"
 #include "unit.h"
-
-static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+#include "unit_lua.h"
 
 X4_TEST(lua_policy_unit_tests) {
     char err[1024] = "";
@@ -27,34 +26,8 @@ X4_TEST(lua_policy_unit_tests) {
         x4_lua_close(rt);
         return;
     }
-    json_t *d = x4_lua_describe(rt);
-    json_t *files = json_object_get(d, "plugins"), *fns;
-    const char *file;
     int passed = 0, failed = 0;
-    json_object_foreach(files, file, fns) {
-        size_t len = strlen(file), n = 0, i;
-        if (len < 5 || strcmp(file + len - 5, "_test") != 0) continue;
-        const char **names = calloc(json_array_size(fns) + 1, sizeof *names);
-        json_t *f;
-        CHECK(names != NULL);
-        if (!names) break;
-        json_array_foreach(fns, i, f) if (strncmp(json_string_value(f), "test_", 5) == 0) names[n++] = json_string_value(f);
-        qsort(names, n, sizeof *names, cmp_str);
-        for (i = 0; i < n; i++) {
-            json_t *res = NULL;
-            int rc = x4_lua_call_plugin(rt, file, names[i], NULL, &res, err, sizeof err);
-            json_decref(res);
-            if (rc == 0) {
-                passed++;
-                fprintf(stderr, "  ok   %s.%s\n", file, names[i]);
-            } else {
-                failed++;
-                fprintf(stderr, "  FAIL %s.%s: %s\n", file, names[i], err);
-            }
-        }
-        free(names);
-    }
-    json_decref(d);
+    CHECK_EQ_INT(unit_lua_run(rt, &passed, &failed), 0);
     printf("lua: %d passed, %d failed\n", passed, failed);
     CHECK(passed >= 20); /* every test file was found and run */
     CHECK_EQ_INT(failed, 0);

@@ -14,6 +14,7 @@
 #include "lua/lua.h"
 #include "plan/catalog.h"
 #include "unit.h"
+#include "unit_lua.h"
 
 static char g_tmp[256];
 
@@ -654,8 +655,6 @@ static void link_into_lib(const char *src_dir, const char *only) {
     closedir(d);
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
-
 /* Loads test_dir's *_test.lua as plugins, with lua/x402r.lua, tests/lua/testlib.lua and every
  * module of module_dir requireable, and calls each test_* function. Returns the passed count. */
 static int run_lua_tests(const char *test_dir, const char *module_dir) {
@@ -667,35 +666,8 @@ static int run_lua_tests(const char *test_dir, const char *module_dir) {
     snprintf(lib, sizeof lib, "%s/lib", g_tmp);
     x4_lua_rt *rt = open_rt(test_dir, lib, 50000000);
     if (!rt) return 0;
-    json_t *d = x4_lua_describe(rt);
-    json_t *files = json_object_get(d, "plugins"), *fns;
-    const char *file;
     int passed = 0, failed = 0;
-    json_object_foreach(files, file, fns) {
-        size_t len = strlen(file), n = 0, i;
-        if (len < 5 || strcmp(file + len - 5, "_test") != 0) continue;
-        const char **names = calloc(json_array_size(fns) + 1, sizeof *names);
-        json_t *f;
-        CHECK(names != NULL);
-        if (!names) break;
-        json_array_foreach(fns, i, f) if (strncmp(json_string_value(f), "test_", 5) == 0) names[n++] = json_string_value(f);
-        qsort(names, n, sizeof *names, cmp_str);
-        for (i = 0; i < n; i++) {
-            json_t *res = NULL;
-            char err[1024] = "";
-            int rc = x4_lua_call_plugin(rt, file, names[i], NULL, &res, err, sizeof err);
-            json_decref(res);
-            if (rc == 0) {
-                passed++;
-                fprintf(stderr, "  ok   %s.%s\n", file, names[i]);
-            } else {
-                failed++;
-                fprintf(stderr, "  FAIL %s.%s: %s\n", file, names[i], err);
-            }
-        }
-        free(names);
-    }
-    json_decref(d);
+    CHECK_EQ_INT(unit_lua_run(rt, &passed, &failed), 0);
     printf("lua (%s): %d passed, %d failed\n", test_dir, passed, failed);
     CHECK_EQ_INT(failed, 0);
     x4_lua_close(rt);
