@@ -75,6 +75,7 @@ int x4_config_load(x4_config *c, char *err, size_t errlen) {
     INT(workflow_concurrency, "WORKFLOW_CONCURRENCY", 16, 1, 10000);
     INT(retry_max_attempts, "RETRY_MAX_ATTEMPTS", 3, 1, 100);
     INT(compensate_max_attempts, "COMPENSATE_MAX_ATTEMPTS", 5, 1, 100);
+    INT(failover_max, "FAILOVER_MAX", 2, 0, 10);
     INT(auto_approve_below, "AUTO_APPROVE_BELOW", 0, 0, 1LL << 53);
     INT(retry_base_ms, "RETRY_BASE_MS", 200, 0, 600000);
     INT(retry_max_delay_ms, "RETRY_MAX_DELAY_MS", 10000, 0, 3600000);

@@ -46,6 +46,8 @@ typedef struct {
     int workflow_concurrency;   /* WORKFLOW_CONCURRENCY: running steps per workflow, default 16 */
     int retry_max_attempts;     /* RETRY_MAX_ATTEMPTS, default 3 */
     int compensate_max_attempts; /* COMPENSATE_MAX_ATTEMPTS: attempts per compensation, default 5 */
+    int failover_max;           /* FAILOVER_MAX: other services a step may move to when its own is
+                                   unavailable (exec/failover.h), default 2, 0 = never */
     int64_t auto_approve_below; /* AUTO_APPROVE_BELOW: atomic units; estimates under it are approved by
                                    approval.lua without asking (limits.autoApproveBelow), default 0 = never */
     int64_t retry_base_ms;      /* RETRY_BASE_MS, default 200 */

@@ -28,8 +28,6 @@
 #define BUCKETS 4096
 /* Attempts a step may spend waiting for an earlier payment to resolve on chain (about 2 s each). */
 #define X4_SCHED_MAX_PAYMENT_WAITS 100
-/* Services a step may fail over to when its own is unavailable (exec/failover.h). */
-#define X4_SCHED_MAX_FAILOVERS 2
 
 enum {
     ST_PENDING,   /* waiting for dependencies or a slot */
@@ -593,7 +591,7 @@ static void give_up(x4_run *r, size_t i, const x4_httpc_resp *resp, const char *
     int unavailable = resp->status == X4_HTTPC_NETWORK || resp->status == X4_HTTPC_TIMEOUT ||
                       (resp->status == X4_HTTPC_OK && (resp->code >= 500 || resp->code == 429));
     const x4_service *svc = r->e->catalog ? x4_catalog_get(r->e->catalog, ps->service) : NULL;
-    if (!unavailable || r->failed || s->charged || !svc || json_array_size(s->tried) >= X4_SCHED_MAX_FAILOVERS) {
+    if (!unavailable || r->failed || s->charged || !svc || json_array_size(s->tried) >= (size_t)r->e->cfg.failover_max) {
         step_fail(r, i, why);
         return;
     }

@@ -43,7 +43,7 @@ describe('Lua retry policy', () => {
     dir = mkdtempSync(join(tmpdir(), 'x4t-policies-'));
     write(GIVE_UP);
     ctx = await setup({ users: ['alice'], env: {
-      POLICY_DIR: dir, RETRY_MAX_ATTEMPTS: 3, RETRY_BASE_MS: 20, RETRY_MAX_DELAY_MS: 200, STEP_TIMEOUT_MS: 10000,
+      POLICY_DIR: dir, FAILOVER_MAX: 0, RETRY_MAX_ATTEMPTS: 3, RETRY_BASE_MS: 20, RETRY_MAX_DELAY_MS: 200, STEP_TIMEOUT_MS: 10000,
     } });
     c = ctx.client;
     admin = api(ctx.engine, await createKey(ctx.dbUrl, 'root', { admin: true }));

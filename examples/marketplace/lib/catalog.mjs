@@ -151,7 +151,7 @@ export const SERVICES = [
   },
   {
     id: 'report', server: 'hono', price: '$0.003', category: 'ai',
-    name: 'Report writer (paid)', description: 'Writes a short markdown report from a trend, a series and token prices.',
+    name: 'Trend report writer (paid)', description: 'Writes a short markdown trend report from a trend, a series and token prices.',
     tags: ['ai', 'report', 'writing'], capabilities: ['report-writing'],
     input: { type: 'object', properties: { title: { type: 'string' }, trend: TREND, series: SERIES, prices: { type: 'array' } }, additionalProperties: false },
     output: { type: 'object', properties: { title: { type: 'string' }, report: { type: 'string' } } },
