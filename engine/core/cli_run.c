@@ -364,7 +364,12 @@ static void on_event(const x4_event *ev, void *ud) {
                        : !strcmp(t, "step.retrying")    ? "retrying"
                        : !strcmp(t, "step.failed")      ? "failed"
                        : !strcmp(t, "step.skipped")     ? "skipped"
+                       : !strcmp(t, "step.compensated") ? "compensated"
+                       : !strcmp(t, "step.compensation_failed") ? "undo failed"
+                       : !strcmp(t, "step.failover")    ? "failing over"
                                                         : NULL;
+        const char *to = json_string_value(json_object_get(d, "to"));
+        if (r && to && !strcmp(t, "step.failover")) snprintf(r->service, sizeof r->service, "%s", to);
         json_t *att = json_object_get(d, "attempt");
         if (r && st) {
             snprintf(r->status, sizeof r->status, "%s", st);
@@ -376,6 +381,11 @@ static void on_event(const x4_event *ev, void *ud) {
             printf("step %s %s%s%s\n", step, st ? st : t + 5, er ? ": " : "", er ? er : "");
             fflush(stdout);
         }
+    } else if (!strcmp(t, "workflow.compensating")) {
+        json_t *steps = json_object_get(d, "steps");
+        char line[160];
+        snprintf(line, sizeof line, "undoing %zu succeeded step(s) before the workflow ends", json_array_size(steps));
+        note(u, line);
     } else if (!strcmp(t, "workflow.completed")) {
         print_outputs(json_object_get(d, "output"));
         snprintf(u->end_line, sizeof u->end_line, "completed");
