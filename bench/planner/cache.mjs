@@ -11,9 +11,10 @@
 // NesTools catalog (3,034 services), then per user: one workflow to warm the cache (planned by
 // the offline planner), then N workflows with the identical task, `--concurrency` at a time. The
 // numbers are the server's own — x402r_planning_seconds{source="cache"|"planner"} from /metrics:
-// the time from the workflow entering planning to its plan stored (plan_ready written in
-// PostgreSQL), which for a hit is the workflow read, the Redis GET, the re-validation of the plan
-// against the catalog and the plan_ready write. The client only drives the load.
+// for a hit (the plan cache is probed at creation) the time from the validated create request
+// to the workflow committed with its plan — the Redis GET, the re-validation of the plan against
+// the catalog and the create's commit; for the planner, from the workflow entering planning to
+// its plan stored. The client only drives the load.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

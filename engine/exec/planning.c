@@ -54,8 +54,9 @@ void x4_planning_latency(x4_planning_source src, uint64_t *count, double *p50_us
 
 void x4_planning_metrics(x4_buf *b) {
     static const char *const NAMES[] = {"cache", "planner"};
-    x4_buf_puts(b, "# HELP x402r_planning_seconds Start of planning to plan stored, in this process (last "
-                   "samples; source cache = a cache hit)\n# TYPE x402r_planning_seconds summary\n");
+    x4_buf_puts(b, "# HELP x402r_planning_seconds Planning time in this process (last samples): source cache = a "
+                   "cache hit, from the request to the workflow stored with its plan; planner = from the start of "
+                   "planning to the plan stored\n# TYPE x402r_planning_seconds summary\n");
     for (int s = 0; s < 2; s++) {
         uint64_t n;
         double p50, p99, mx;

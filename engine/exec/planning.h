@@ -20,9 +20,11 @@
  * plans offline. cancelled = 1 at shutdown (do nothing). */
 typedef void (*x4_planning_cb)(x4_plan *plan, const char *why, const char *planner, int cancelled, void *ud);
 
-/* Planning latency, measured in the server from the moment a workflow starts planning to its
- * plan stored (plan_ready written): the last X4_PLANNING_SAMPLES of each source (cache hits,
- * and plans made by a planner), kept in a ring. Recorded and read on the loop thread. */
+/* Planning latency, measured in the server: for a cache hit from the validated create request
+ * to the workflow stored with its plan (x4_wf_cache_probe; or, when the cache answers a
+ * workflow already in planning, from the start of planning to the plan stored); for a planner
+ * from the start of planning to its plan stored. The last X4_PLANNING_SAMPLES of each source,
+ * kept in a ring. Recorded and read on the loop thread. */
 #define X4_PLANNING_SAMPLES 8192
 typedef enum { X4_PLANNING_CACHE = 0, X4_PLANNING_PLANNER = 1 } x4_planning_source;
 void x4_planning_latency_record(x4_planning_source src, uint64_t ns);

@@ -13,6 +13,7 @@
 #include "core/util.h"
 #include "exec/compensate.h"
 #include "exec/planning.h"
+#include "exec/policy.h"
 #include "exec/sched.h"
 #include "pay/paystep.h"
 #include "plan/matcher.h"
@@ -152,14 +153,16 @@ static void cache_key(x4_engine *e, const char *task, const char *user, uint64_t
     }
     char extra[256];
     const char *shared = getenv("PLAN_CACHE_SHARED");
-    snprintf(extra, sizeof extra, "|%s|%llu|%s", x4_catalog_version(e->catalog), (unsigned long long)max_cost,
-             shared && !strcmp(shared, "1") ? "*" : user);
+    snprintf(extra, sizeof extra, "|%s|%s|%llu|%s", x4_catalog_version(e->catalog), x4_policy_version(e),
+             (unsigned long long)max_cost, shared && !strcmp(shared, "1") ? "*" : user);
     crypto_generichash_update(&st, (const unsigned char *)extra, strlen(extra));
     crypto_generichash_final(&st, h, sizeof h);
     char hex[41];
     sodium_bin2hex(hex, sizeof hex, h, sizeof h);
     snprintf(out, 96, "x402r:plan:%s", hex);
 }
+
+static x4_plan *cached_plan(x4_engine *e, const char *text, size_t len, uint64_t max_cost, char planner[80]);
 
 static void cache_put(x4_engine *e, const char *key, const char *plan_text, const char *planner, int lock_owned) {
     if (!key || !key[0] || !e->bus) return;
@@ -336,23 +339,14 @@ static void on_cached(redisReply *reply, const char *err, void *ud) {
     x4_engine *e = j->e;
     if (!err && reply && reply->type == REDIS_REPLY_STRING) {
         /* "<planner>\n<plan json>": validated again against the current catalog */
-        const char *nl = memchr(reply->str, '\n', reply->len);
-        json_error_t jerr;
-        json_t *pj = nl ? json_loadb(nl + 1, reply->len - (size_t)(nl + 1 - reply->str), 0, &jerr) : NULL;
-        x4_plan *plan = NULL;
-        json_t *errors = NULL;
-        if (pj && x4_plan_parse(pj, e->catalog, j->max_cost, &plan, &errors) == 0) {
-            char planner[80];
-            snprintf(planner, sizeof planner, "cache:%.*s", (int)(nl - reply->str) > 60 ? 60 : (int)(nl - reply->str),
-                     reply->str);
+        char planner[80];
+        x4_plan *plan = cached_plan(e, reply->str, reply->len, j->max_cost, planner);
+        if (plan) {
             store_plan_cached(e, j->id, plan, planner, NULL, 0, j->t0_ns);
             x4_plan_free(plan);
-            json_decref(pj);
             job_free(j);
             return;
         }
-        json_decref(pj);
-        json_decref(errors);
     }
     if (err || !e->bus) { /* no Redis */
         j->key[0] = 0;
@@ -365,6 +359,59 @@ static void on_cached(redisReply *reply, const char *err, void *ud) {
     const char *argv[] = {"SET", lock, e->owner, "NX", "PX", ms};
     size_t lens[] = {3, strlen(lock), strlen(e->owner), 2, 2, strlen(ms)};
     x4_bus_command(e->bus, 6, argv, lens, on_lock, j);
+}
+
+/* ---- the probe at creation (x4_wf_cache_probe) ---- */
+
+typedef struct {
+    x4_engine *e;
+    uint64_t max_cost;
+    x4_wf_cache_cb cb;
+    void *ud;
+} probe_ctx;
+
+/* A cached "<planner>\n<plan json>" validated against the current catalog, or NULL. */
+static x4_plan *cached_plan(x4_engine *e, const char *text, size_t len, uint64_t max_cost, char planner[80]) {
+    const char *nl = memchr(text, '\n', len);
+    json_error_t jerr;
+    json_t *pj = nl ? json_loadb(nl + 1, len - (size_t)(nl + 1 - text), 0, &jerr) : NULL;
+    x4_plan *plan = NULL;
+    json_t *errors = NULL;
+    if (pj && x4_plan_parse(pj, e->catalog, max_cost, &plan, &errors) == 0)
+        snprintf(planner, 80, "cache:%.*s", (int)(nl - text) > 60 ? 60 : (int)(nl - text), text);
+    json_decref(pj);
+    json_decref(errors);
+    return plan;
+}
+
+static void on_probe(redisReply *reply, const char *err, void *ud) {
+    probe_ctx *p = ud;
+    char planner[80] = "";
+    x4_plan *plan = NULL;
+    if (!err && reply && reply->type == REDIS_REPLY_STRING && !p->e->stopping)
+        plan = cached_plan(p->e, reply->str, reply->len, p->max_cost, planner);
+    p->cb(plan, planner, p->ud);
+    free(p);
+}
+
+void x4_wf_cache_probe(x4_engine *e, const char *task, const char *user, uint64_t max_cost, x4_wf_cache_cb cb,
+                       void *ud) {
+    const char *off = getenv("PLAN_CACHE");
+    probe_ctx *p = NULL;
+    if (!(off && !strcmp(off, "off")) && e->bus && x4_bus_healthy(e->bus) && e->catalog) p = calloc(1, sizeof *p);
+    if (!p) {
+        cb(NULL, "", ud);
+        return;
+    }
+    p->e = e;
+    p->max_cost = max_cost;
+    p->cb = cb;
+    p->ud = ud;
+    char key[96];
+    cache_key(e, task, user, max_cost, key);
+    const char *argv[] = {"GET", key};
+    size_t lens[] = {3, strlen(key)};
+    x4_bus_command(e->bus, 2, argv, lens, on_probe, p);
 }
 
 static void cache_get(plan_job *j) {

@@ -309,9 +309,60 @@ static void on_created(PGresult *res, const char *err, void *ud) {
     json_t *j = json_pack("{s:b, s:{s:s, s:s, s:s}}", "success", 1, "workflow", "id", c->id, "status",
                           c->has_plan ? "awaiting_approval" : "planning", "createdAt", ts ? ts : "");
     x4_req_respond_json(c->req, 201, j);
+    if (c->plan_t0_ns) x4_planning_latency_record(X4_PLANNING_CACHE, uv_hrtime() - c->plan_t0_ns);
     if (!c->has_plan) x4_wf_plan(c->e, c->id);
 out:
     free(c);
+}
+
+/* A validated create request waiting for the plan cache (x4_wf_cache_probe). */
+typedef struct {
+    api_ctx *c;
+    char *input;
+    char mcs[24], mts[24];
+    int has_mcs, has_mts;
+    uint64_t t0_ns;
+} create_job;
+
+static void create_query(api_ctx *c, const char *input, const char *mcs, const char *mts, const x4_plan *plan,
+                         const char *planner) {
+    x4_engine *e = c->e;
+    char est[24], lease[24], ttl[24];
+    snprintf(lease, sizeof lease, "%lld", (long long)e->cfg.lease_ms);
+    snprintf(ttl, sizeof ttl, "%lld", (long long)e->cfg.approval_ttl_ms);
+    char *plan_text = NULL;
+    if (plan) {
+        json_t *norm = x4_plan_to_json(plan);
+        plan_text = norm ? json_dumps(norm, JSON_COMPACT) : NULL;
+        json_decref(norm);
+        if (!plan_text) {
+            x4_api_error(c->req, 500, "out of memory", NULL);
+            free(c);
+            return;
+        }
+        snprintf(est, sizeof est, "%llu", (unsigned long long)plan->estimate);
+    }
+    c->has_plan = plan != NULL;
+    const char *params[] = {c->id, c->who.user, input, mcs, mts, e->owner, lease, plan_text, plan ? est : NULL, ttl,
+                            planner};
+    x4_pg_query(e->pg,
+                "SELECT " X4_EV_COLS " FROM x4_wf_create($1, $2, $3, $4::bigint, $5::bigint, $6, $7::bigint, "
+                "$8::jsonb, $9::bigint, $10::bigint, $11) e",
+                11, params, on_created, c);
+    free(plan_text);
+}
+
+static void on_cache_probe(x4_plan *plan, const char *planner, void *ud) {
+    create_job *j = ud;
+    if (plan && plan->estimate <= (uint64_t)INT64_MAX) j->c->plan_t0_ns = j->t0_ns;
+    else if (plan) {
+        x4_plan_free(plan);
+        plan = NULL;
+    }
+    create_query(j->c, j->input, j->has_mcs ? j->mcs : NULL, j->has_mts ? j->mts : NULL, plan, plan ? planner : NULL);
+    x4_plan_free(plan);
+    free(j->input);
+    free(j);
 }
 
 /* A USDC amount as the API shows it: {"amount": "2.000000", "atomic": "2000000"}. */
@@ -365,9 +416,8 @@ static void handle_create(api_ctx *c) {
     x4_req *r = c->req;
     x4_engine *e = c->e;
     json_error_t jerr;
-    json_t *body = NULL, *details = json_array(), *errors = NULL, *norm = NULL;
+    json_t *body = NULL, *details = json_array(), *errors = NULL;
     x4_plan *plan = NULL;
-    char *plan_text = NULL;
     if (!r->body || r->body_len == 0) {
         x4_api_error(r, 400, "request body required", NULL);
         goto out_free;
@@ -440,37 +490,36 @@ static void handle_create(api_ctx *c) {
     }
     if (plan && plan->estimate > (uint64_t)INT64_MAX) x4_api_detail(details, "plan", "estimated cost too large");
     if (json_array_size(details) > 0) goto invalid;
-    c->has_plan = plan != NULL;
     x4_make_id("wf", c->id, sizeof c->id);
-    char mcs[24], mts[24], est[24], lease[24], ttl[24];
+    char mcs[24], mts[24];
     snprintf(mcs, sizeof mcs, "%llu", (unsigned long long)max_cost);
     snprintf(mts, sizeof mts, "%lld", max_time);
-    snprintf(lease, sizeof lease, "%lld", (long long)e->cfg.lease_ms);
-    snprintf(ttl, sizeof ttl, "%lld", (long long)e->cfg.approval_ttl_ms);
     if (plan) {
-        norm = x4_plan_to_json(plan);
-        plan_text = norm ? json_dumps(norm, JSON_COMPACT) : NULL;
-        if (!plan_text) {
-            x4_api_error(r, 500, "out of memory", NULL);
-            goto out_free;
-        }
-        snprintf(est, sizeof est, "%llu", (unsigned long long)plan->estimate);
+        create_query(c, input_s, max_cost == X4_NO_MAX_COST ? NULL : mcs, max_time < 0 ? NULL : mts, plan, NULL);
+        c = NULL;
+        goto out_free;
     }
-    const char *params[] = {c->id,     c->who.user, input_s,   max_cost == X4_NO_MAX_COST ? NULL : mcs,
-                            max_time < 0 ? NULL : mts, e->owner, lease, plan_text, plan ? est : NULL, ttl};
-    x4_pg_query(e->pg,
-                "SELECT " X4_EV_COLS " FROM x4_wf_create($1, $2, $3, $4::bigint, $5::bigint, $6, $7::bigint, "
-                "$8::jsonb, $9::bigint, $10::bigint) e",
-                10, params, on_created, c);
+    /* no plan given: a repeated task may be answered by the plan cache at creation */
+    create_job *j = calloc(1, sizeof *j);
+    if (!j || !(j->input = strdup(input_s))) {
+        free(j);
+        x4_api_error(r, 500, "out of memory", NULL);
+        goto out_free;
+    }
+    j->c = c;
+    j->t0_ns = uv_hrtime();
+    snprintf(j->mcs, sizeof j->mcs, "%s", mcs);
+    snprintf(j->mts, sizeof j->mts, "%s", mts);
+    j->has_mcs = max_cost != X4_NO_MAX_COST;
+    j->has_mts = max_time >= 0;
     c = NULL;
+    x4_wf_cache_probe(e, j->input, j->c->who.user, max_cost, on_cache_probe, j);
     goto out_free;
 invalid:
     x4_api_error(r, 400, "invalid request body", details);
     details = NULL;
 out_free:
     free(c);
-    free(plan_text);
-    json_decref(norm);
     json_decref(details);
     json_decref(errors);
     json_decref(body);

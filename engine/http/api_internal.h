@@ -38,6 +38,7 @@ typedef struct {
     char id[ID_MAX + 1];   /* workflow id or user id from the path */
     x4_principal who;
     int has_plan;
+    uint64_t plan_t0_ns;   /* create: the plan cache answered (x4_wf_cache_probe) at this uv_hrtime() */
     char created_at[40];
     char arg[100];         /* a route's own value carried to its callback (e.g. the requested wallet) */
 } api_ctx;

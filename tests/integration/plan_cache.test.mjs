@@ -26,6 +26,21 @@ async function planner(user, input) {
   return ready.data.planner;
 }
 
+test('a cached task is created already planned, in one transaction, and timed in /metrics', async () => {
+  const task = `Add 4 and 5 then echo the sum (${randomBytes(4).toString('hex')})`;
+  assert.equal(await planner('alice', task), 'offline');
+  const c = ctx.clients.alice;
+  const before = await c.get('/metrics');
+  const count = (t) => Number((/x402r_planning_seconds_count\{source="cache"\} (\d+)/.exec(t) || [0, 0])[1]);
+  const r = await c.post('/workflows/create', { input: task });
+  assert.equal(r.status, 201, r.text);
+  assert.equal(r.json.workflow.status, 'awaiting_approval', 'no planning phase: the cache answered at creation');
+  const wf = (await c.get(`/workflows/${r.json.workflow.id}`)).json.workflow;
+  assert.equal(wf.steps.length, 2);
+  const after = await c.get('/metrics');
+  assert.equal(count(after.text), count(before.text) + 1, 'the cache hit is in x402r_planning_seconds{source="cache"}');
+});
+
 test('an identical task is planned once and then answered from the cache', async () => {
   const task = `Add 2 and 3 then echo the sum (${randomBytes(4).toString('hex')})`;
   assert.equal(await planner('alice', task), 'offline');
