@@ -5,7 +5,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  setup, runPlan, waitStatus, waitFor, openStream, assertGapFree, step, ref, createWorkflow,
+  setup, runPlan, waitStatus, waitFor, openStream, assertGapFree, step, ref, createWorkflow, psql,
 } from '../lib/harness.mjs';
 
 const stepOf = (wf, id) => wf.steps.find((s) => s.id === id);
@@ -155,5 +155,32 @@ describe('compensation', () => {
     const ev = await events(ctx, id, 'workflow.failed');
     assert.equal(ev.filter((m) => m.type === 'workflow.compensating').length, 1, 'planned once');
     assert.equal(ev.filter((m) => m.type === 'step.compensated').length, 2);
+  });
+
+  test('a step charged without a result is flagged refund_due once, and the record says so', async () => {
+    // the ledger functions directly (sql/003, 007): a workflow whose paid step was charged and
+    // then failed — the state a service that takes the payment and answers garbage leaves
+    const q = (sql) => psql(sql, { db: ctx.db });
+    const wf = `wf_refund_${Date.now()}`;
+    await q(`SELECT x4_escrow_create('alice', 'MINT', 'wallet1')`);
+    await q(`SELECT x4_escrow_deposit('alice', 'MINT', 'sig-${wf}', 5000, 1)`);
+    await q(`SELECT count(*) FROM x4_wf_create('${wf}', 'alice', 'paid', NULL, NULL, 'owner-t', 60000,
+             '{"steps":[{"id":"p","service":"premium_report","inputs":{},"dependsOn":[]},{"id":"q","service":"echo","inputs":{},"dependsOn":[]}]}'::jsonb,
+             1000, 60000)`);
+    await q(`SELECT count(*) FROM x4_wf_approve('${wf}', 'alice', 'owner-t', 60000, 'MINT', 0, NULL)`);
+    const pid = await q(`SELECT x4_payment_begin('${wf}', 'owner-t', 'p', 1, 2, 'net', 'MINT', 'payto', 1000, 'memo', 'psig-${wf}', 'bh', 10)`);
+    assert.equal(await q(`SELECT x4_payment_landed(${pid}, 'tx-${wf}', NULL, 'settled')`), 't');
+    await q(`SELECT count(*) FROM x4_step_update('${wf}', 'owner-t', 'p', 'running', 1, NULL, NULL, 'step.started', '{}')`);
+    await q(`SELECT count(*) FROM x4_step_update('${wf}', 'owner-t', 'p', 'failed', 1, NULL, 'garbled answer', 'step.failed', '{}')`);
+    await q(`SELECT count(*) FROM x4_step_update('${wf}', 'owner-t', 'q', 'skipped', 0, NULL, 'workflow failed', 'step.skipped', '{}')`);
+    const fin = await q(`SELECT data::text FROM x4_wf_finish('${wf}', 'owner-t', 'failed', NULL, 'step p failed', 'workflow.failed', '{}')`);
+    const data = JSON.parse(fin);
+    assert.deepEqual(data.rollback, { undone: [], failed: [], notUndone: [], refundDue: ['p'] });
+    assert.equal(data.totalCost.atomic, '1000');
+    assert.equal(await q(`SELECT count(*) FROM ledger WHERE workflow_id = '${wf}' AND kind = 'refund_due' AND step_id = 'p'`), '1');
+    assert.equal(await q(`SELECT count(*) FROM x4_wf_flag_refunds('${wf}')`), '1', 'still names the step');
+    assert.equal(await q(`SELECT count(*) FROM ledger WHERE workflow_id = '${wf}' AND kind = 'refund_due'`), '1', 'flagged once');
+    assert.equal(await q('SELECT count(*) FROM x4_escrow_check()'), '0', 'ledger = balances');
+    assert.equal((await q(`SELECT rollback::text FROM workflows WHERE id = '${wf}'`)).includes('"refundDue": ["p"]'), true);
   });
 });
