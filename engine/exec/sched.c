@@ -109,6 +109,7 @@ static void maybe_finish(x4_run *r);
 static void step_fail(x4_run *r, size_t i, const char *why);
 static void skip_one(x4_run *r, size_t k, const char *reason);
 static void step_succeed(x4_run *r, size_t i, json_t *output);
+static json_t *run_output(x4_run *r);
 
 /* ---- run table ---- */
 
@@ -716,6 +717,29 @@ static json_t *transition(x4_run *r, size_t i, const char *status, json_t *outpu
  * success makes ready, as far as slots allow, are claimed now and their "running" goes into the
  * same transaction (x4_steps_update): a join costs one durable commit on its critical path, not
  * two. Without such a dependent it is the single x4_step_update. */
+/* The last step's success and the completion, stored together (sql/092_step_finish.sql). */
+static void on_step_finished(PGresult *res, const char *err, void *ud) {
+    step_ctx *c = ud;
+    x4_run *r = c->run;
+    if (write_landed(c, res, err) == 0) {
+        r->e->stats.steps_succeeded++;
+        r->st[c->idx].state = ST_SUCCEEDED;
+        slot_release(r, c->idx);
+        wake_starved(r->e);
+        run_kill(r, "finished");
+    }
+    ctx_done(c);
+}
+
+/* Whether step i is the last one: every other step succeeded and no other write is in flight
+ * (the pool may reorder writes sent on different connections). */
+static int last_to_succeed(const x4_run *r, size_t i) {
+    if (r->failed || r->finishing || r->writes > 0 || r->e->stopping) return 0;
+    for (size_t k = 0; k < r->plan->nsteps; k++)
+        if (k != i && r->st[k].state != ST_SUCCEEDED) return 0;
+    return 1;
+}
+
 static void step_succeed(x4_run *r, size_t i, json_t *output) {
     x4_engine *e = r->e;
     step_rt *s = &r->st[i];
@@ -723,6 +747,33 @@ static void step_succeed(x4_run *r, size_t i, json_t *output) {
     s->output = output;
     json_t *d = json_pack("{s:s, s:O, s:i, s:I}", "stepId", r->plan->steps[i].id, "output", output, "attempt",
                           s->attempts, "durationMs", (json_int_t)((x4_mono_us() - s->t0_us) / 1000));
+    if (last_to_succeed(r, i)) {
+        r->finishing = 1;
+        json_t *wo = run_output(r);
+        json_t *wd = wo ? json_pack("{s:O}", "output", wo) : NULL;
+        char attempts[16];
+        snprintf(attempts, sizeof attempts, "%d", s->attempts);
+        char *out = json_dumps(output, JSON_COMPACT | JSON_ENCODE_ANY), *data = d ? json_dumps(d, JSON_COMPACT) : NULL;
+        char *wout = wo ? json_dumps(wo, JSON_COMPACT) : NULL, *wdata = wd ? json_dumps(wd, JSON_COMPACT) : NULL;
+        json_decref(d);
+        json_decref(wo);
+        json_decref(wd);
+        step_ctx *c = out && data && wout && wdata ? ctx_new(r, i) : NULL;
+        if (c) {
+            const char *params[] = {r->id, e->owner, r->plan->steps[i].id, attempts, out, data, wout, wdata};
+            r->writes++;
+            x4_pg_query(e->pg,
+                        "SELECT " X4_EV_COLS " FROM x4_step_finish($1,$2,$3,$4::int,$5::jsonb,$6::jsonb,$7::jsonb,"
+                        "$8::jsonb) e",
+                        8, params, on_step_finished, c);
+        }
+        free(out);
+        free(data);
+        free(wout);
+        free(wdata);
+        if (!c) run_kill(r, "out of memory");
+        return;
+    }
     batch_ctx *b = NULL;
     if (!r->failed && !r->finishing && !e->stopping && s->ndependents > 0)
         b = malloc(sizeof *b + s->ndependents * sizeof b->started[0]);
@@ -875,6 +926,15 @@ static void on_finished(PGresult *res, const char *err, void *ud) {
     run_unref(r);
 }
 
+/* A completed workflow's output: the outputs of its sink steps (no dependents), by step id. */
+static json_t *run_output(x4_run *r) {
+    json_t *output = json_object();
+    for (size_t i = 0; output && i < r->plan->nsteps; i++)
+        if (r->st[i].ndependents == 0)
+            json_object_set(output, r->plan->steps[i].id, r->st[i].output ? r->st[i].output : json_null());
+    return output;
+}
+
 /* A failed workflow with succeeded steps: executing → compensating (still ours), and the
  * compensator (exec/compensate.h) takes over. */
 static void on_compensating(PGresult *res, const char *err, void *ud) {
@@ -921,10 +981,7 @@ static void maybe_finish(x4_run *r) {
     } else {
         status = "completed";
         type = "workflow.completed";
-        output = json_object();
-        for (size_t i = 0; i < r->plan->nsteps; i++)
-            if (r->st[i].ndependents == 0)
-                json_object_set(output, r->plan->steps[i].id, r->st[i].output ? r->st[i].output : json_null());
+        output = run_output(r);
         data = json_pack("{s:O}", "output", output);
     }
     char *out = output ? json_dumps(output, JSON_COMPACT) : NULL;
