@@ -1030,28 +1030,18 @@ static int state_of(const char *s) {
     return ST_PENDING; /* pending, and running/retrying interrupted by a crash: run again */
 }
 
-static void on_loaded(PGresult *res, const char *err, void *ud) {
-    load_ctx *lc = ud;
-    x4_engine *e = lc->e;
-    x4_run *r = NULL;
-    json_t *plan_j = NULL, *steps_j = NULL, *errors = NULL;
-    if (e->stopping || run_find(e, lc->id)) goto out;
-    if (err || PQntuples(res) != 1) {
-        x4_warn("sched", "%s: cannot load (%s)", lc->id, err ? err : "not found");
-        goto out;
-    }
-    const char *owner = x4_pg_val(res, 0, "lease_owner"), *status = x4_pg_val(res, 0, "status");
-    if (!owner || strcmp(owner, e->owner) != 0 || !status || strcmp(status, "executing") != 0) goto out;
-    json_error_t jerr;
-    plan_j = json_loads(x4_pg_val(res, 0, "plan"), 0, &jerr);
-    const char *st_text = x4_pg_val(res, 0, "steps");
-    steps_j = st_text ? json_loads(st_text, 0, &jerr) : json_array();
-    r = calloc(1, sizeof *r);
-    if (!plan_j || !steps_j || !r) goto fail_load;
+/* Installs and starts a run: plan_j the stored plan, steps_j the stored step rows (an empty
+ * array for a fresh run), max_time (NULL: none) and elapsed the workflow's time budget so far,
+ * loaded_ms when the query that read (or took) the lease was sent. */
+static void run_install(x4_engine *e, const char *id, json_t *plan_j, json_t *steps_j, const char *max_time,
+                        long long elapsed, uint64_t loaded_ms) {
+    json_t *errors = NULL;
+    x4_run *r = calloc(1, sizeof *r);
+    if (!r) goto fail_load;
     r->e = e;
-    snprintf(r->id, sizeof r->id, "%s", lc->id);
+    snprintf(r->id, sizeof r->id, "%s", id);
     r->refs = 1;
-    r->loaded_ms = lc->sent_ms;
+    r->loaded_ms = loaded_ms;
     if (x4_plan_parse(plan_j, e->catalog, X4_NO_MAX_COST, &r->plan, &errors) < 0) {
         char *why = json_dumps(errors, JSON_COMPACT);
         x4_warn("sched", "%s: stored plan no longer valid against the catalog: %s", r->id, why ? why : "?");
@@ -1062,9 +1052,10 @@ static void on_loaded(PGresult *res, const char *err, void *ud) {
         x4_pg_query(e->pg, "SELECT " X4_EV_COLS " FROM x4_wf_finish($1,$2,$3,$4::jsonb,$5,$6,$7::jsonb) e", 7, params,
                     NULL, NULL);
         free(r);
-        r = NULL;
-        goto out;
+        json_decref(errors);
+        return;
     }
+    json_decref(errors);
     size_t n = r->plan->nsteps;
     r->st = calloc(n, sizeof *r->st);
     if (!r->st) goto fail_load;
@@ -1111,9 +1102,8 @@ static void on_loaded(PGresult *res, const char *err, void *ud) {
     r->next = e->sched->buckets[b];
     e->sched->buckets[b] = r;
     e->sched->nruns++;
-    const char *mt = x4_pg_val(res, 0, "max_time_ms"), *el = x4_pg_val(res, 0, "elapsed_ms");
-    if (mt) {
-        long long left = atoll(mt) - (el ? atoll(el) : 0);
+    if (max_time) {
+        long long left = atoll(max_time) - elapsed;
         if (left < 0) left = 0;
         r->deadline = timer_new(r, 0);
         if (r->deadline) uv_timer_start(&r->deadline->t, on_deadline, (uint64_t)left, 0);
@@ -1124,20 +1114,48 @@ static void on_loaded(PGresult *res, const char *err, void *ud) {
     if (!r->dead) pump(r);
     if (!r->dead) maybe_finish(r);
     run_unref(r);
-    r = NULL;
-    goto out;
+    return;
 fail_load:
-    x4_error("sched", "%s: cannot load the stored workflow", lc->id);
+    x4_error("sched", "%s: cannot load the stored workflow", id);
     if (r) {
         if (r->plan) run_free(r);
         else free(r);
     }
-    r = NULL;
+}
+
+static void on_loaded(PGresult *res, const char *err, void *ud) {
+    load_ctx *lc = ud;
+    x4_engine *e = lc->e;
+    json_t *plan_j = NULL, *steps_j = NULL;
+    if (e->stopping || run_find(e, lc->id)) goto out;
+    if (err || PQntuples(res) != 1) {
+        x4_warn("sched", "%s: cannot load (%s)", lc->id, err ? err : "not found");
+        goto out;
+    }
+    const char *owner = x4_pg_val(res, 0, "lease_owner"), *status = x4_pg_val(res, 0, "status");
+    if (!owner || strcmp(owner, e->owner) != 0 || !status || strcmp(status, "executing") != 0) goto out;
+    json_error_t jerr;
+    plan_j = json_loads(x4_pg_val(res, 0, "plan"), 0, &jerr);
+    const char *st_text = x4_pg_val(res, 0, "steps");
+    steps_j = st_text ? json_loads(st_text, 0, &jerr) : json_array();
+    if (!plan_j || !steps_j) {
+        x4_error("sched", "%s: cannot load the stored workflow", lc->id);
+        goto out;
+    }
+    const char *el = x4_pg_val(res, 0, "elapsed_ms");
+    run_install(e, lc->id, plan_j, steps_j, x4_pg_val(res, 0, "max_time_ms"), el ? atoll(el) : 0, lc->sent_ms);
 out:
     json_decref(plan_j);
     json_decref(steps_j);
-    json_decref(errors);
     free(lc);
+}
+
+void x4_sched_start(x4_engine *e, const char *id, json_t *plan, const char *max_time_ms, uint64_t sent_ms) {
+    if (e->stopping || run_find(e, id)) return;
+    json_t *none = json_array();
+    if (none) run_install(e, id, plan, none, max_time_ms, 0, sent_ms);
+    else x4_sched_resume(e, id);
+    json_decref(none);
 }
 
 void x4_sched_resume(x4_engine *e, const char *id) {

@@ -28,6 +28,10 @@ int x4_sched_open(x4_engine *e);
 void x4_sched_close(x4_engine *e);
 /* Loads an executing workflow leased to this process and runs it; no-op if already running. */
 void x4_sched_resume(x4_engine *e, const char *workflow_id);
+/* Starts a run this process has just created and approved (x4_wf_create_approved, lease taken
+ * in that transaction) from the plan it stored, without reading it back: every step pending.
+ * max_time_ms: the workflow's time budget (NULL: none); sent_ms: when that query was sent. */
+void x4_sched_start(x4_engine *e, const char *workflow_id, json_t *plan, const char *max_time_ms, uint64_t sent_ms);
 /* Drops a run from memory and aborts its transfers (cancelled, or its lease was lost). */
 void x4_sched_abort(x4_engine *e, const char *workflow_id, const char *why);
 /* Drops every run (the leases could not be renewed in time: another process may take over). */

@@ -32,6 +32,7 @@
 #include "exec/sched.h"
 #include "exec/workflow.h"
 #include "http/auth.h"
+#include "lua/lua.h"
 #include "plan/catalog.h"
 #include "plan/plan.h"
 #include "store/pg.h"
@@ -300,6 +301,11 @@ static void handle_health(api_ctx *c) {
 
 static void on_created(PGresult *res, const char *err, void *ud) {
     api_ctx *c = ud;
+    if (err && c->run_plan && (!strncmp(err, "X4001: ", 7) || !strncmp(err, "X4002: ", 7))) {
+        /* create with approve: not enough money or over the daily cap; nothing was stored */
+        x4_api_error(c->req, 402, err + 7, NULL);
+        goto out;
+    }
     if (err) {
         x4_api_db_error(c, err);
         goto out;
@@ -307,11 +313,14 @@ static void on_created(PGresult *res, const char *err, void *ud) {
     x4_events_publish_rows(c->e, res);
     const char *ts = PQntuples(res) > 0 ? x4_pg_val(res, 0, "ts") : "";
     json_t *j = json_pack("{s:b, s:{s:s, s:s, s:s}}", "success", 1, "workflow", "id", c->id, "status",
-                          c->has_plan ? "awaiting_approval" : "planning", "createdAt", ts ? ts : "");
+                          c->run_plan ? "executing" : c->has_plan ? "awaiting_approval" : "planning", "createdAt",
+                          ts ? ts : "");
     x4_req_respond_json(c->req, 201, j);
     if (c->plan_t0_ns) x4_planning_latency_record(X4_PLANNING_CACHE, uv_hrtime() - c->plan_t0_ns);
-    if (!c->has_plan) x4_wf_plan(c->e, c->id);
+    if (c->run_plan) x4_sched_start(c->e, c->id, c->run_plan, c->arg[0] ? c->arg : NULL, c->sent_ms);
+    else if (!c->has_plan) x4_wf_plan(c->e, c->id);
 out:
+    json_decref(c->run_plan);
     free(c);
 }
 
@@ -334,15 +343,32 @@ static void create_query(api_ctx *c, const char *input, const char *mcs, const c
     if (plan) {
         json_t *norm = x4_plan_to_json(plan);
         plan_text = norm ? json_dumps(norm, JSON_COMPACT) : NULL;
-        json_decref(norm);
+        if (c->approve && plan_text) c->run_plan = norm;
+        else json_decref(norm);
         if (!plan_text) {
             x4_api_error(c->req, 500, "out of memory", NULL);
+            json_decref(c->run_plan);
             free(c);
             return;
         }
         snprintf(est, sizeof est, "%llu", (unsigned long long)plan->estimate);
     }
     c->has_plan = plan != NULL;
+    if (c->run_plan) { /* create and approve: one transaction (sql/093_create_approved.sql) */
+        char pct[16], cap[24];
+        snprintf(pct, sizeof pct, "%d", e->cfg.hold_allowance_pct);
+        snprintf(cap, sizeof cap, "%llu", (unsigned long long)e->cfg.daily_cap);
+        const char *ap[] = {c->id, c->who.user, input, mcs, mts, e->owner, lease, plan_text, est,
+                            e->cfg.escrow_asset, pct, e->cfg.daily_cap ? cap : NULL};
+        snprintf(c->arg, sizeof c->arg, "%s", mts ? mts : "");
+        c->sent_ms = x4_now_ms();
+        x4_pg_query(e->pg,
+                    "SELECT " X4_EV_COLS " FROM x4_wf_create_approved($1, $2, $3, $4::bigint, $5::bigint, $6, "
+                    "$7::bigint, $8::jsonb, $9::bigint, $10, $11::int, $12::bigint) e",
+                    12, ap, on_created, c);
+        free(plan_text);
+        return;
+    }
     const char *params[] = {c->id, c->who.user, input, mcs, mts, e->owner, lease, plan_text, plan ? est : NULL, ttl,
                             planner};
     x4_pg_query(e->pg,
@@ -412,6 +438,33 @@ int x4_api_parse_amount(const json_t *v, uint64_t *out, const char **why) {
     return 0;
 }
 
+/* create with approve: asks approval.decide (if loaded) about the plan. The balance is not read
+ * here (limits.available is absent): the hold in the same transaction checks it. Returns 1 with
+ * the reason in why when the policy answers deny. */
+static int create_policy_denies(api_ctx *c, const char *input, const x4_plan *plan, uint64_t max_cost, char *why,
+                                size_t whylen) {
+    x4_engine *e = c->e;
+    if (!e->lua || !x4_lua_has_hook(e->lua, "approval.decide")) return 0;
+    char mcs[24], auto_below[24], ttl[24], est[24];
+    snprintf(mcs, sizeof mcs, "%llu", (unsigned long long)max_cost);
+    snprintf(est, sizeof est, "%llu", (unsigned long long)plan->estimate);
+    snprintf(auto_below, sizeof auto_below, "%lld", (long long)e->cfg.auto_approve_below);
+    snprintf(ttl, sizeof ttl, "%lld", (long long)e->cfg.approval_ttl_ms);
+    const char *maxc = max_cost == X4_NO_MAX_COST ? NULL : mcs;
+    json_t *wf = json_pack("{s:s, s:s, s:s, s:o, s:s, s:s?}", "id", c->id, "userId", c->who.user, "input", input,
+                           "plan", x4_plan_to_json(plan), "estimatedCost", est, "maxCost", maxc);
+    json_t *limits = json_pack("{s:s, s:s, s:s?}", "autoApproveBelow", auto_below, "approvalTtlMs", ttl, "maxCost",
+                               maxc);
+    x4_approval d;
+    int rc = wf && limits ? x4_policy_approval(e, wf, plan->estimate, limits, &d) : X4_POLICY_DEFAULT;
+    json_decref(wf);
+    json_decref(limits);
+    if (rc != 0 || d.action != X4_APPROVE_DENY) return 0;
+    snprintf(why, whylen, "denied by the approval policy: %s", d.reason[0] ? d.reason : "no reason given");
+    x4_info("api", "%s: create with approve %s", c->id, why);
+    return 1;
+}
+
 static void handle_create(api_ctx *c) {
     x4_req *r = c->req;
     x4_engine *e = c->e;
@@ -437,7 +490,7 @@ static void handle_create(api_ctx *c) {
     json_t *v;
     json_object_foreach(body, k, v) {
         if (strcmp(k, "userId") && strcmp(k, "input") && strcmp(k, "maxCost") && strcmp(k, "maxTime") &&
-            strcmp(k, "plan"))
+            strcmp(k, "plan") && strcmp(k, "approve"))
             x4_api_detail(details, k, "unknown field");
     }
     json_t *user = json_object_get(body, "userId");
@@ -489,8 +542,21 @@ static void handle_create(api_ctx *c) {
         }
     }
     if (plan && plan->estimate > (uint64_t)INT64_MAX) x4_api_detail(details, "plan", "estimated cost too large");
+    json_t *ap = json_object_get(body, "approve");
+    if (ap && !json_is_boolean(ap)) x4_api_detail(details, "approve", "expected true or false");
+    else if (json_is_true(ap) && !plan && json_array_size(details) == 0)
+        x4_api_detail(details, "approve", "approve: true needs an explicit plan (a planned task is approved with POST /workflows/:id/approve or by the approval policy)");
     if (json_array_size(details) > 0) goto invalid;
     x4_make_id("wf", c->id, sizeof c->id);
+    if (json_is_true(ap)) {
+        /* The caller approves its own plan; the operator's approval policy may still refuse it. */
+        char why[300];
+        if (create_policy_denies(c, input_s, plan, max_cost, why, sizeof why)) {
+            x4_api_error(r, 403, why, NULL);
+            goto out_free;
+        }
+        c->approve = 1;
+    }
     char mcs[24], mts[24];
     snprintf(mcs, sizeof mcs, "%llu", (unsigned long long)max_cost);
     snprintf(mts, sizeof mts, "%lld", max_time);

@@ -38,6 +38,9 @@ typedef struct {
     char id[ID_MAX + 1];   /* workflow id or user id from the path */
     x4_principal who;
     int has_plan;
+    int approve;           /* create: {"approve": true} */
+    json_t *run_plan;      /* create with approve: the stored plan, to start the run without a read */
+    uint64_t sent_ms;      /* create with approve: when the creating (and leasing) query was sent */
     uint64_t plan_t0_ns;   /* create: the plan cache answered (x4_wf_cache_probe) at this uv_hrtime() */
     char created_at[40];
     char arg[100];         /* a route's own value carried to its callback (e.g. the requested wallet) */

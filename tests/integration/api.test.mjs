@@ -3,7 +3,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   setup, api, createWorkflow, ready, approve, waitStatus, step, ref, assertMoney, assertIsoTime,
-  createKey, sleep,
+  createKey, sleep, openStream, assertGapFree,
 } from '../lib/harness.mjs';
 
 let ctx;
@@ -36,6 +36,49 @@ test('create with an explicit plan answers 201 with id, status and createdAt', a
   assert.ok(['planning', 'awaiting_approval'].includes(wf.status), wf.status);
   assertIsoTime(wf.createdAt, 'createdAt');
   assert.match(r.headers.get('content-type') || '', /application\/json/);
+});
+
+test('create with approve: true stores, approves and runs in one call; no awaiting_approval event', async () => {
+  const r = await c.post('/workflows/create', { input: 'pre-approved', plan: simplePlan(), approve: true });
+  assert.equal(r.status, 201, r.text);
+  assert.equal(r.json.workflow.status, 'executing');
+  const id = r.json.workflow.id;
+  const wf = await waitStatus(c, id, ['completed'], { timeout: 15000 });
+  assert.deepEqual(wf.output.b, { echo: { message: 5 } });
+  const s = openStream(ctx.engine, id, { since: 0, key: ctx.keys.alice });
+  try {
+    await s.opened;
+    await s.waitType('workflow.completed', { timeout: 10000 });
+    assertGapFree(s.messages, 1);
+    assert.deepEqual(s.messages.slice(0, 4).map((m) => m.type),
+      ['workflow.planning', 'workflow.plan_ready', 'workflow.approved', 'workflow.executing']);
+    assert.ok(!s.messages.some((m) => m.type === 'workflow.awaiting_approval'));
+  } finally {
+    s.close();
+  }
+  assert.equal((await c.post(`/workflows/${id}/approve`)).status, 409, 'approved already');
+});
+
+test('create with approve: true honours maxTime without reading the workflow back', async () => {
+  const r = await c.post('/workflows/create', {
+    input: 'pre-approved, too slow', maxTime: 1000, approve: true,
+    plan: { steps: [step('s', 'slow', { ms: 4000 })] },
+  });
+  assert.equal(r.status, 201, r.text);
+  const wf = await waitStatus(c, r.json.workflow.id, ['failed'], { timeout: 10000 });
+  assert.match(wf.error, /time|deadline|maxTime/i);
+});
+
+test('approve must be a boolean and needs an explicit plan', async () => {
+  const bad = await c.post('/workflows/create', { input: 'x', plan: simplePlan(), approve: 'yes' });
+  assert.equal(bad.status, 400);
+  assert.deepEqual(bad.json.details.map((d) => d.field), ['approve']);
+  const noPlan = await c.post('/workflows/create', { input: 'add two numbers', approve: true });
+  assert.equal(noPlan.status, 400);
+  assert.match(noPlan.json.details[0].problem, /needs an explicit plan/);
+  const off = await c.post('/workflows/create', { input: 'x', plan: simplePlan(), approve: false });
+  assert.equal(off.status, 201);
+  assert.equal(off.json.workflow.status, 'awaiting_approval');
 });
 
 test('ids are unique', async () => {

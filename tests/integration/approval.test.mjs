@@ -89,6 +89,24 @@ end
     assert.equal(ap.status, 409);
   });
 
+  test('create with approve: true is refused with 403 when the policy denies; nothing is stored', async () => {
+    const before = (await ctx.client.get('/users/alice/workflows?limit=100')).json.workflows.length;
+    const r = await ctx.client.post('/workflows/create', {
+      input: 'forbidden, pre-approved', plan: { steps: [step('a', 'echo', {})] }, approve: true,
+    });
+    assert.equal(r.status, 403, r.text);
+    assert.equal(r.json.error, 'denied by the approval policy: no forbidden tasks');
+    assert.equal((await ctx.client.get('/users/alice/workflows?limit=100')).json.workflows.length, before);
+    // a manual answer does not stop the caller's own approval: it runs
+    const ok = await ctx.client.post('/workflows/create', {
+      input: 'quick, pre-approved', plan: { steps: [step('a', 'echo', { message: 3 })] }, approve: true,
+    });
+    assert.equal(ok.status, 201, ok.text);
+    assert.equal(ok.json.workflow.status, 'executing');
+    const wf = await waitStatus(ctx.client, ok.json.workflow.id, ['completed'], { timeout: 15000 });
+    assert.deepEqual(wf.output, { a: { echo: { message: 3 } } });
+  });
+
   test('manual with its own expiry: expiresAt moves and is re-announced with the reason', async () => {
     const id = await createWorkflow(ctx.client, { input: 'quick one', plan: { steps: [step('a', 'echo', {})] } });
     const ev = await eventsUntil(ctx, id, 'workflow.awaiting_approval');

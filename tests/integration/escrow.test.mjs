@@ -107,6 +107,13 @@ test('approval holds the estimate, or answers the exact refusal; the end release
   assert.equal(no.status, 402, no.text);
   assert.equal(no.json.error, 'Insufficient escrow balance. Available: 0.000000, Required: 1.000000. Please top up.');
   assert.equal((await ctx.clients.bob.get(`/workflows/${poor}`)).json.workflow.status, 'awaiting_approval');
+  // create with approve: the same refusal, and nothing is stored
+  const listed = async () => (await ctx.clients.bob.get('/users/bob/workflows?limit=100')).json.workflows.length;
+  const n0 = await listed();
+  const pre = await ctx.clients.bob.post('/workflows/create', { input: 'premium, pre-approved', plan, approve: true });
+  assert.equal(pre.status, 402, pre.text);
+  assert.equal(pre.json.error, 'Insufficient escrow balance. Available: 0.000000, Required: 1.000000. Please top up.');
+  assert.equal(await listed(), n0, 'a refused create-with-approve stores nothing');
   // alice has 5: twenty concurrent approves hold once
   const { id } = await ready(c, { input: 'premium', plan });
   const answers = await Promise.all(Array.from({ length: 20 }, () => c.post(`/workflows/${id}/approve`)));
