@@ -4,6 +4,7 @@
  *   GET  /workflows/:id                           one workflow with its steps
  *   POST /workflows/:id/approve | /cancel
  *   GET  /workflows/:id/stream?since=N            WebSocket (key also as ?access_token=)
+ *   GET  /stream                                  WebSocket, many workflows by subscribe messages
  *   GET  /users/:userId/workflows?limit&cursor    newest first
  *   GET  /services?q&limit&offset                 the catalog
  *   POST /admin/policies/reload                   admin key only (others: 403): reload the Lua
@@ -130,6 +131,7 @@ static enum route match(const x4_req *r, char id[ID_MAX + 1], const char **want)
     if (k == 1 && seg_is(seg[0], len[0], "health")) return R_HEALTH;
     if (k == 1 && seg_is(seg[0], len[0], "metrics")) return R_METRICS;
     if (k == 1 && seg_is(seg[0], len[0], "services")) return R_SERVICES;
+    if (k == 1 && seg_is(seg[0], len[0], "stream")) return R_STREAM_MUX;
     if (k == 3 && seg_is(seg[0], len[0], "admin") && seg_is(seg[1], len[1], "policies") &&
         seg_is(seg[2], len[2], "reload")) {
         *want = "POST";
@@ -814,7 +816,7 @@ static void on_stream_owner(PGresult *res, const char *err, void *ud) {
     api_ctx *c = ud;
     if (err) x4_api_db_error(c, err);
     else if (PQntuples(res) != 1) x4_api_error(c->req, 404, "workflow not found", NULL);
-    else x4_streams_attach(c->e, c->req, c->id, atoll(c->created_at));
+    else x4_streams_attach(c->e, c->req, &c->who, c->id, atoll(c->created_at));
     free(c);
 }
 
@@ -840,6 +842,13 @@ static void handle_stream(api_ctx *c) {
     const char *params[] = {c->id, c->who.user, c->who.admin ? "t" : "f"};
     x4_pg_query(c->e->pg, "SELECT 1 FROM workflows WHERE id = $1 AND (user_id = $2 OR $3::boolean)", 3, params,
                 on_stream_owner, c);
+}
+
+static void handle_stream_mux(api_ctx *c) {
+    if (!x4_req_is_websocket(c->req))
+        x4_api_error(c->req, 400, "this endpoint is a WebSocket: send an Upgrade: websocket handshake", NULL);
+    else x4_streams_attach_mux(c->e, c->req, &c->who);
+    free(c);
 }
 
 /* ---- admin ---- */
@@ -881,6 +890,7 @@ static void dispatch(api_ctx *c) {
     case R_APPROVE: handle_approve(c); break;
     case R_CANCEL: handle_cancel(c); break;
     case R_STREAM: handle_stream(c); break;
+    case R_STREAM_MUX: handle_stream_mux(c); break;
     case R_LIST: handle_list(c); break;
     case R_SERVICES: handle_services(c); break;
     case R_ESCROW_ADDRESS:
@@ -983,7 +993,7 @@ void x4_api_handle(x4_req *req, void *ud) {
     if (auth && klen > 7 && strncasecmp(auth, "Bearer ", 7) == 0 && klen - 7 <= X4_KEY_MAX) {
         memcpy(token, auth + 7, klen - 7);
         token[klen - 7] = 0;
-    } else if (rt == R_STREAM && req->query) {
+    } else if ((rt == R_STREAM || rt == R_STREAM_MUX) && req->query) {
         /* Browsers cannot set headers on a WebSocket; the key may come as ?access_token=. */
         if (x4_query_get(req->query, req->query_len, "access_token", token, sizeof token) != 1) token[0] = 0;
     }

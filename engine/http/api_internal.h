@@ -21,6 +21,7 @@ enum route {
     R_APPROVE,
     R_CANCEL,
     R_STREAM,
+    R_STREAM_MUX,
     R_LIST,
     R_SERVICES,
     R_ESCROW_ADDRESS,   /* GET  /escrow/address */

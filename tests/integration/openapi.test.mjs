@@ -192,7 +192,8 @@ describe('the document', () => {
   test('documents every route with bearer security, and the stream with access_token too', () => {
     const want = {
       '/workflows/create': ['post'], '/workflows/{id}': ['get'], '/workflows/{id}/approve': ['post'],
-      '/workflows/{id}/cancel': ['post'], '/workflows/{id}/stream': ['get'], '/users/{userId}/workflows': ['get'],
+      '/workflows/{id}/cancel': ['post'], '/workflows/{id}/stream': ['get'], '/stream': ['get'],
+      '/users/{userId}/workflows': ['get'],
       '/services': ['get'], '/health': ['get'], '/metrics': ['get'],
     };
     assert.deepEqual(Object.keys(doc.paths).sort(), Object.keys(want).sort());
@@ -213,6 +214,7 @@ describe('the document', () => {
       }
     }
     assert.deepEqual(doc.paths['/workflows/{id}/stream'].get.security, [{ bearerAuth: [] }, { accessToken: [] }]);
+    assert.deepEqual(doc.paths['/stream'].get.security, [{ bearerAuth: [] }, { accessToken: [] }]);
     assert.ok(doc.paths['/workflows/{id}/stream'].get.responses['101'], 'the stream documents its 101 upgrade');
   });
 

@@ -328,14 +328,16 @@ export function assertIsoTime(s, what = 'timestamp') {
 // ---------------------------------------------------------------------------------------------
 // WebSocket streams
 
-// openStream(engine, id, {since, key, viaQuery}) — connects to /workflows/:id/stream and
+// openStream(engine, id, {since, key, viaQuery}) — connects to /workflows/:id/stream (id null:
+// the multiplexed /stream, driven with send({subscribe, since}) / send({unsubscribe})) and
 // collects parsed messages. `opened` resolves on open and rejects with err.status on a refused
 // handshake.
 export function openStream(engine, id, { since, key, viaQuery = false, headers = {} } = {}) {
   const q = [];
   if (since !== undefined) q.push(`since=${since}`);
   if (key && viaQuery) q.push(`access_token=${encodeURIComponent(key)}`);
-  const url = `ws://127.0.0.1:${engine.port}/workflows/${id}/stream${q.length ? '?' + q.join('&') : ''}`;
+  const path = id === null ? '/stream' : `/workflows/${id}/stream`;
+  const url = `ws://127.0.0.1:${engine.port}${path}${q.length ? '?' + q.join('&') : ''}`;
   const h = { ...headers };
   if (key && !viaQuery) h.authorization = `Bearer ${key}`;
   const ws = new WebSocket(url, { headers: h, perMessageDeflate: false });
@@ -388,8 +390,9 @@ export function openStream(engine, id, { since, key, viaQuery = false, headers =
   }
 
   return {
-    ws, url, messages, raw, opened,
+    ws, url, messages, raw, opened, waitUntil,
     closed: () => closed,
+    send(obj) { ws.send(typeof obj === 'string' ? obj : JSON.stringify(obj)); },
     waitType(type, opts = {}) {
       return waitUntil(() => messages.find((m) => m.type === type), { what: `event ${type}`, ...opts });
     },
