@@ -38,7 +38,7 @@ import { diamondWorkflow } from '../lib/diamond.mjs';
 
 const { argv, flag, opt } = argsOf();
 const SMOKE = flag('--smoke');
-const SECONDS = Number(opt('--seconds', SMOKE ? 3 : 30));
+const SECONDS = Number(opt('--seconds', SMOKE ? 12 : 30)); // smoke: a paid diamond takes seconds on a loaded machine
 const CONC = Number(opt('--concurrency', SMOKE ? 2 : 16));
 const RUNS = Number(opt('--runs', SMOKE ? 1 : 3));
 const WARMUP = Number(opt('--warmup', SMOKE ? 0 : 3));

@@ -2,7 +2,7 @@
 // bench/throughput/run.mjs — workflow throughput of x402r against BullMQ (issue 6, items 1 and 6).
 //
 //   node bench/throughput/run.mjs [--seconds 60] [--concurrency 64] [--runs 3] [--smoke]
-//        [--wait ws|poll|both] [--poll-ms 5] [--warmup S] [--no-peer] [--write] [--no-write]
+//        [--wait mux|ws|poll|all] [--poll-ms 5] [--warmup S] [--no-peer] [--write] [--no-write]
 //
 // Needs `npm ci` in bench/throughput (bullmq, ws) and the engine binary ($X402R_BIN, else
 // build/x402r; $X402R_SQL_DIR selects its migrations, for A/B runs of two builds). --no-peer
@@ -14,6 +14,9 @@
 //                ($ref wiring) → open /workflows/:id/stream?since=0 and POST approve together →
 //                wait for workflow.completed (its output is checked: d.sum = 116).
 //   x402r (poll) the same, but after approve it polls GET /workflows/:id every --poll-ms.
+//   x402r (mux)  C loops; each: POST /workflows/create {plan, approve: true} (one transaction:
+//                stored, held, started) → {"subscribe": id} on one GET /stream socket shared by
+//                all loops (as BullMQ's QueueEvents is) → wait for workflow.completed (checked).
 //   BullMQ       C loops; each: Queue.add(a) → job a calls the service, then adds the flow
 //                d ← {b, c} (FlowProducer); d reads b's and c's outputs (getChildrenValues);
 //                the loop waits for d's `completed` on a shared QueueEvents (checks 116).
@@ -46,12 +49,12 @@ const CONC = Number(opt('--concurrency', SMOKE ? 4 : 64));
 const RUNS = Number(opt('--runs', SMOKE ? 1 : 3));
 const WARMUP = Number(opt('--warmup', SMOKE ? 0 : 3));
 const POLL_MS = Number(opt('--poll-ms', 5));
-const WAIT = opt('--wait', 'both');
+const WAIT = opt('--wait', 'all');
 const PEER = !flag('--no-peer');
 const WRITE = flag('--write') || (!SMOKE && !flag('--no-write'));
-if (!(SECONDS > 0 && CONC > 0 && RUNS > 0 && WARMUP >= 0 && POLL_MS >= 0) || !['ws', 'poll', 'both'].includes(WAIT)) {
+if (!(SECONDS > 0 && CONC > 0 && RUNS > 0 && WARMUP >= 0 && POLL_MS >= 0) || !['mux', 'ws', 'poll', 'all'].includes(WAIT)) {
   console.error('usage: node bench/throughput/run.mjs [--seconds N] [--concurrency C] [--runs R] [--smoke] ' +
-                '[--wait ws|poll|both] [--poll-ms MS] [--warmup S] [--no-peer] [--write|--no-write]');
+                '[--wait mux|ws|poll|all] [--poll-ms MS] [--warmup S] [--no-peer] [--write|--no-write]');
   process.exit(2);
 }
 
@@ -137,15 +140,18 @@ async function main() {
     engine = await startEngine(env, { catalog: { services: [ADD_SERVICE(svcUrl)] } });
     log(`engine pid ${engine.proc.pid} on :${engine.port}; ${machineLine(env)}`);
     const req = makeClient(engine.port, engine.key, CONC * 2);
-    const waits = WAIT === 'both' ? ['ws', 'poll'] : [WAIT];
+    const waits = WAIT === 'all' ? ['mux', 'ws', 'poll'] : [WAIT];
+    const via = { mux: 'one /stream, approve at create', ws: 'WebSocket per workflow', poll: `poll ${POLL_MS} ms` };
     const basePids = { pg: env.pgPid, redis: env.redisPid };
     const perRun = [];
     for (let run = 1; run <= RUNS; run++) {
       const rows = [];
       for (const wait of waits) {
         log(`run ${run}/${RUNS}: x402r (${wait}) ${SECONDS}s × ${CONC} in flight`);
-        rows.push(await measure('x402r', wait === 'ws' ? 'WebSocket' : `poll ${POLL_MS} ms`,
-          diamondWorkflow(engine, req, wait, POLL_MS), { engine: engine.proc.pid, ...basePids }, { commits: pgCommits(env) }));
+        const one = diamondWorkflow(engine, req, wait, POLL_MS);
+        try {
+          rows.push(await measure('x402r', via[wait], one, { engine: engine.proc.pid, ...basePids }, { commits: pgCommits(env) }));
+        } finally { one.close?.(); }
       }
       if (PEER) {
         log(`run ${run}/${RUNS}: BullMQ ${SECONDS}s × ${CONC} in flight`);

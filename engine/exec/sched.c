@@ -4,7 +4,15 @@
  * id. Every asynchronous operation that will call back into a run (a database write, an HTTP
  * call, a timer) holds a reference; an aborted run is marked dead, unlinked at once, and freed
  * when the last reference returns. Steps are scanned in topological order when a slot frees:
- * O(steps) per completion, plans are at most X4_PLAN_MAX_STEPS long. */
+ * O(steps) per completion, plans are at most X4_PLAN_MAX_STEPS long.
+ *
+ * Writes: a step's success is queued on its run and stored at the end of the loop turn (a
+ * uv_check, after that turn's I/O callbacks): every success of the run that arrived in the same
+ * turn and the "running" of every dependent they make ready go into one transaction
+ * (x4_steps_update), so a join whose dependencies answer together costs one commit, and its
+ * dependent's request waits for that one commit only. The last step's success and the
+ * workflow's completion are one transaction too (x4_step_finish). Nothing is acted on before
+ * its write has committed. */
 #include "exec/sched.h"
 
 #include <libpq-fe.h>
@@ -68,6 +76,7 @@ typedef struct {
     int charged;           /* a payment of this step was settled (or may have been): never fail over */
     int fo_base;           /* attempts spent before the last failover (retries count from here) */
     json_t *tried;         /* services this step failed over from (exec/failover.h) */
+    json_t *succ_ev;       /* a success waiting for this loop turn's flush: its step.completed data */
 } step_rt;
 
 struct x4_run {
@@ -87,6 +96,10 @@ struct x4_run {
     uint64_t loaded_ms;
     int starved;
     step_timer *deadline;
+    size_t *pend;         /* successes waiting for the end of this loop turn (flush_runs) */
+    size_t npend;
+    x4_run *flush_next;   /* queued for the flush (holds a reference) */
+    int flush_queued;
     x4_run *next;         /* bucket chain */
     x4_run *starved_next;
 };
@@ -97,6 +110,9 @@ struct x4_sched {
     size_t running;       /* slots held across runs */
     x4_run *starved_head, *starved_tail;
     x4_catalog *catalog_hold;
+    uv_check_t flush;     /* runs after the loop turn's I/O callbacks: writes the queued successes */
+    int flush_open;
+    x4_run *flush_head;
 };
 
 typedef struct {
@@ -110,6 +126,7 @@ static void step_fail(x4_run *r, size_t i, const char *why);
 static void skip_one(x4_run *r, size_t k, const char *reason);
 static void step_succeed(x4_run *r, size_t i, json_t *output);
 static json_t *run_output(x4_run *r);
+static void on_flush(uv_check_t *h);
 
 /* ---- run table ---- */
 
@@ -148,9 +165,11 @@ static void run_free(x4_run *r) {
             json_decref(r->st[i].inputs);
             json_decref(r->st[i].settled_output);
             json_decref(r->st[i].tried);
+            json_decref(r->st[i].succ_ev);
             free(r->st[i].dependents);
         }
     free(r->st);
+    free(r->pend);
     x4_plan_free(r->plan);
     free(r->error);
     free(r);
@@ -421,11 +440,11 @@ out:
     ctx_done(c);
 }
 
-/* A success stored together with the start of the dependents it unblocked (step_succeed). */
+/* Successes stored together with the start of the dependents they unblocked (flush_run). */
 typedef struct {
-    step_ctx c; /* first: write_landed and ctx_done take it */
-    size_t n;
-    size_t started[];
+    step_ctx c; /* first: write_landed and ctx_done take it; c.idx is unused */
+    size_t nsucc, nstart;
+    size_t idx[]; /* nsucc successes, then nstart started steps */
 } batch_ctx;
 
 static void on_succeeded_batch(PGresult *res, const char *err, void *ud) {
@@ -433,9 +452,9 @@ static void on_succeeded_batch(PGresult *res, const char *err, void *ud) {
     x4_run *r = b->c.run;
     if (write_landed(&b->c, res, err) < 0) goto out;
     run_ref(r);
-    succeeded_landed(r, b->c.idx);
-    for (size_t k = 0; k < b->n && !r->dead; k++)
-        if (r->st[b->started[k]].state == ST_STARTING) start_landed(r, b->started[k]);
+    for (size_t k = 0; k < b->nsucc; k++) succeeded_landed(r, b->idx[k]);
+    for (size_t k = 0; k < b->nstart && !r->dead; k++)
+        if (r->st[b->idx[b->nsucc + k]].state == ST_STARTING) start_landed(r, b->idx[b->nsucc + k]);
     if (!r->dead) {
         pump(r);
         maybe_finish(r);
@@ -713,10 +732,6 @@ static json_t *transition(x4_run *r, size_t i, const char *status, json_t *outpu
                      r->st[i].attempts, "output", output, "type", type, "data", evdata);
 }
 
-/* A step's answer is its output: store it (and announce step.completed). The dependents this
- * success makes ready, as far as slots allow, are claimed now and their "running" goes into the
- * same transaction (x4_steps_update): a join costs one durable commit on its critical path, not
- * two. Without such a dependent it is the single x4_step_update. */
 /* The last step's success and the completion, stored together (sql/092_step_finish.sql). */
 static void on_step_finished(PGresult *res, const char *err, void *ud) {
     step_ctx *c = ud;
@@ -740,6 +755,8 @@ static int last_to_succeed(const x4_run *r, size_t i) {
     return 1;
 }
 
+/* A step's answer is its output: store it (and announce step.completed). The last step goes
+ * at once with the completion; any other is queued for this loop turn's flush (flush_run). */
 static void step_succeed(x4_run *r, size_t i, json_t *output) {
     x4_engine *e = r->e;
     step_rt *s = &r->st[i];
@@ -774,34 +791,90 @@ static void step_succeed(x4_run *r, size_t i, json_t *output) {
         if (!c) run_kill(r, "out of memory");
         return;
     }
-    batch_ctx *b = NULL;
-    if (!r->failed && !r->finishing && !e->stopping && s->ndependents > 0)
-        b = malloc(sizeof *b + s->ndependents * sizeof b->started[0]);
-    if (b) {
-        b->n = 0;
-        for (size_t k = 0; k < s->ndependents; k++) {
-            size_t j = s->dependents[k];
-            if (r->st[j].state != ST_PENDING || r->st[j].unmet != 1) continue;
-            if (r->running >= e->cfg.workflow_concurrency || e->sched->running >= (size_t)e->cfg.max_concurrency) break;
-            step_claim(r, j);
-            b->started[b->n++] = j;
+    /* Not the last: queued for the end of this loop turn, so that successes arriving together
+     * (a join's dependencies answering at once) and the dependents they unblock are stored in
+     * one transaction (flush_run). */
+    s->succ_ev = d;
+    size_t *np = realloc(r->pend, (r->npend + 1) * sizeof *np);
+    if (!np || !d) {
+        if (np) r->pend = np;
+        run_kill(r, "out of memory");
+        return;
+    }
+    r->pend = np;
+    r->pend[r->npend++] = i;
+    if (!r->flush_queued) {
+        struct x4_sched *sc = e->sched;
+        r->flush_queued = 1;
+        run_ref(r);
+        r->flush_next = sc->flush_head;
+        sc->flush_head = r;
+        if (sc->flush_open) uv_check_start(&sc->flush, on_flush);
+    }
+}
+
+/* Writes a run's queued successes, with the "running" of the dependents they make ready (claimed
+ * now, slots permitting), in one transaction (x4_steps_update); a lone success that unblocks
+ * nothing is the single x4_step_update. */
+static void flush_run(x4_run *r) {
+    x4_engine *e = r->e;
+    size_t n = r->npend;
+    r->npend = 0;
+    if (n == 0) return;
+    size_t cap = n;
+    for (size_t k = 0; k < n; k++) cap += r->st[r->pend[k]].ndependents;
+    batch_ctx *b = malloc(sizeof *b + cap * sizeof b->idx[0]);
+    if (!b) {
+        run_kill(r, "out of memory");
+        return;
+    }
+    b->nsucc = n;
+    b->nstart = 0;
+    memcpy(b->idx, r->pend, n * sizeof *r->pend);
+    if (!r->failed && !r->finishing && !e->stopping) {
+        for (size_t k = 0; k < n; k++) {
+            step_rt *s = &r->st[b->idx[k]];
+            for (size_t q = 0; q < s->ndependents; q++) {
+                size_t j = s->dependents[q];
+                step_rt *dj = &r->st[j];
+                if (dj->state != ST_PENDING) continue;
+                int unmet = dj->unmet; /* less the dependencies succeeding in this batch */
+                for (size_t m = 0; m < n; m++)
+                    for (size_t dd = 0; dd < r->plan->steps[j].ndeps; dd++)
+                        if (r->plan->steps[j].deps[dd] == b->idx[m]) unmet--;
+                if (unmet != 0) continue;
+                if (r->running >= e->cfg.workflow_concurrency || e->sched->running >= (size_t)e->cfg.max_concurrency)
+                    break;
+                step_claim(r, j); /* ST_STARTING: not seen again by this loop */
+                b->idx[n + b->nstart++] = j;
+            }
         }
     }
-    if (!b || b->n == 0) {
-        free(b);
-        step_write(r, i, "succeeded", output, NULL, "step.completed", d, on_succeeded);
+    b->c.run = r;
+    b->c.idx = b->idx[0];
+    run_ref(r);
+    if (n == 1 && b->nstart == 0) { /* the single-statement form */
+        size_t i = b->idx[0];
+        json_t *d = r->st[i].succ_ev;
+        r->st[i].succ_ev = NULL;
+        ctx_done(&b->c);
+        step_write(r, i, "succeeded", r->st[i].output, NULL, "step.completed", d, on_succeeded);
         return;
     }
     json_t *batch = json_array();
-    if (batch) json_array_append_new(batch, transition(r, i, "succeeded", output, "step.completed", d));
-    else json_decref(d);
-    for (size_t k = 0; k < b->n && batch; k++)
-        json_array_append_new(batch, transition(r, b->started[k], "running", NULL, "step.started", started_data(r, b->started[k])));
-    char *text = batch && json_array_size(batch) == b->n + 1 ? json_dumps(batch, JSON_COMPACT) : NULL;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = b->idx[k];
+        json_t *d = r->st[i].succ_ev;
+        r->st[i].succ_ev = NULL;
+        if (batch) json_array_append_new(batch, transition(r, i, "succeeded", r->st[i].output, "step.completed", d));
+        else json_decref(d);
+    }
+    for (size_t k = 0; k < b->nstart && batch; k++) {
+        size_t j = b->idx[n + k];
+        json_array_append_new(batch, transition(r, j, "running", NULL, "step.started", started_data(r, j)));
+    }
+    char *text = batch && json_array_size(batch) == n + b->nstart ? json_dumps(batch, JSON_COMPACT) : NULL;
     json_decref(batch);
-    b->c.run = r;
-    b->c.idx = i;
-    run_ref(r);
     if (!text) {
         ctx_done(&b->c);
         run_kill(r, "out of memory"); /* releases the claimed slots */
@@ -811,6 +884,20 @@ static void step_succeed(x4_run *r, size_t i, json_t *output) {
     r->writes++;
     x4_pg_query(e->pg, "SELECT " X4_EV_COLS " FROM x4_steps_update($1,$2,$3::jsonb) e", 3, params, on_succeeded_batch, b);
     free(text);
+}
+
+static void on_flush(uv_check_t *h) {
+    struct x4_sched *sc = h->data;
+    uv_check_stop(h);
+    x4_run *list = sc->flush_head;
+    sc->flush_head = NULL;
+    while (list) {
+        x4_run *r = list;
+        list = r->flush_next;
+        r->flush_queued = 0;
+        if (!r->dead) flush_run(r);
+        run_unref(r);
+    }
 }
 
 /* The outcome of a paid request is stored: now the step's own write may follow. */
@@ -1220,11 +1307,21 @@ static void on_event(const x4_event *ev, void *ud) {
 int x4_sched_open(x4_engine *e) {
     e->sched = calloc(1, sizeof *e->sched);
     if (!e->sched) return -1;
+    uv_check_init(e->loop, &e->sched->flush);
+    e->sched->flush.data = e->sched;
+    e->sched->flush_open = 1;
     x4_events_listen(e, on_event, e);
     return 0;
 }
 
-void x4_sched_close(x4_engine *e) { x4_sched_abort_all(e, "shutting down"); }
+void x4_sched_close(x4_engine *e) {
+    x4_sched_abort_all(e, "shutting down");
+    if (e->sched && e->sched->flush_open) {
+        on_flush(&e->sched->flush); /* drops the (now dead) queued runs */
+        e->sched->flush_open = 0;
+        uv_close((uv_handle_t *)&e->sched->flush, NULL);
+    }
+}
 
 void x4_sched_free(x4_engine *e);
 void x4_sched_free(x4_engine *e) {

@@ -903,23 +903,35 @@ static void dispatch(api_ctx *c) {
     }
 }
 
-/* Per-user rate limit: a Redis counter per user and minute window (INCR, EXPIRE on first use),
- * shared by every process. Fails open: without Redis the API keeps serving. */
+/* Per-user rate limit, a sliding window over Redis counters shared by every process: one counter
+ * per user and minute, and the estimate current + previous × (the share of the previous minute
+ * still inside the last 60 s), so a burst across a minute boundary is limited like any other
+ * (a fixed window would let twice the limit through there). One EVAL per request: INCR the
+ * current minute (EXPIRE on first use), GET the previous. Fails open: without Redis the API keeps
+ * serving. */
+#define X4_RATE_SCRIPT                                                                                  \
+    "local c = redis.call('INCR', KEYS[1]) if c == 1 then redis.call('EXPIRE', KEYS[1], 120) end "     \
+    "return {c, tonumber(redis.call('GET', KEYS[2]) or '0')}"
+
 static void on_rate(redisReply *reply, const char *err, void *ud) {
     api_ctx *c = ud;
     x4_engine *e = c->e;
-    if (!err && reply && reply->type == REDIS_REPLY_INTEGER) {
-        if (reply->integer == 1) {
-            char key[128];
-            snprintf(key, sizeof key, "x402r:rl:%s:%llu", c->who.user, (unsigned long long)(x4_now_ms() / 60000));
-            const char *argv[] = {"EXPIRE", key, "120"};
-            size_t lens[] = {6, strlen(key), 3};
-            if (e->bus) x4_bus_command(e->bus, 3, argv, lens, NULL, NULL);
-        }
-        if (reply->integer > e->cfg.rate_limit_per_min) {
-            char msg[96], retry[16];
+    if (!err && reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+        reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[1]->type == REDIS_REPLY_INTEGER) {
+        uint64_t now = x4_now_ms(), into = now % 60000;
+        long long cur = reply->element[0]->integer, prev = reply->element[1]->integer;
+        double estimate = (double)cur + (double)prev * (double)(60000 - into) / 60000.0;
+        if (estimate > (double)e->cfg.rate_limit_per_min) {
+            /* wait until the previous minute's weight has fallen enough, or this minute ends */
+            uint64_t wait_ms = 60000 - into;
+            if (prev > 0 && cur <= e->cfg.rate_limit_per_min) {
+                double need = (double)(e->cfg.rate_limit_per_min - cur) / (double)prev; /* weight allowed */
+                uint64_t at = (uint64_t)((1.0 - need) * 60000.0);                     /* ms into the minute */
+                if (at > into && at - into < wait_ms) wait_ms = at - into;
+            }
+            char msg[96], retry[24];
             snprintf(msg, sizeof msg, "rate limit exceeded: %d requests per minute", e->cfg.rate_limit_per_min);
-            snprintf(retry, sizeof retry, "%llu", (unsigned long long)(60 - (x4_now_ms() / 1000) % 60));
+            snprintf(retry, sizeof retry, "%llu", (unsigned long long)((wait_ms + 999) / 1000));
             x4_req_add_header(c->req, "Retry-After", retry);
             x4_api_error(c->req, 429, msg, NULL);
             free(c);
@@ -935,11 +947,13 @@ static void rate_limit(api_ctx *c) {
         dispatch(c);
         return;
     }
-    char key[128];
-    snprintf(key, sizeof key, "x402r:rl:%s:%llu", c->who.user, (unsigned long long)(x4_now_ms() / 60000));
-    const char *argv[] = {"INCR", key};
-    size_t lens[] = {4, strlen(key)};
-    x4_bus_command(e->bus, 2, argv, lens, on_rate, c);
+    unsigned long long minute = (unsigned long long)(x4_now_ms() / 60000);
+    char key[128], prev[128];
+    snprintf(key, sizeof key, "x402r:rl:%s:%llu", c->who.user, minute);
+    snprintf(prev, sizeof prev, "x402r:rl:%s:%llu", c->who.user, minute - 1);
+    const char *argv[] = {"EVAL", X4_RATE_SCRIPT, "2", key, prev};
+    size_t lens[] = {4, strlen(X4_RATE_SCRIPT), 1, strlen(key), strlen(prev)};
+    x4_bus_command(e->bus, 5, argv, lens, on_rate, c);
 }
 
 static void on_auth(const x4_principal *p, const char *err, void *ud) {

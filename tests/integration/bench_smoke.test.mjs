@@ -37,12 +37,12 @@ before(() => {
   assert.equal(inst.status, 0, `npm install failed:\n${inst.stderr}`);
 });
 
-test('throughput: positive workflows/s for x402r (WebSocket and poll) and BullMQ, and a ratio', { timeout: 150000 }, () => {
+test('throughput: positive workflows/s for x402r (one stream, WebSocket each, poll) and BullMQ, and a ratio', { timeout: 150000 }, () => {
   const out = run('throughput/run.mjs');
   assert.match(out, /synchronous_commit=on/);
   const r = rows(out, /^(x402r|BullMQ)$/);
   const wps = (name, via) => r.filter((c) => c[0] === name && (!via || c[1].startsWith(via))).map((c) => Number(c[2]));
-  for (const [name, via] of [['x402r', 'WebSocket'], ['x402r', 'poll'], ['BullMQ', null]]) {
+  for (const [name, via] of [['x402r', 'one /stream'], ['x402r', 'WebSocket'], ['x402r', 'poll'], ['BullMQ', null]]) {
     const v = wps(name, via);
     assert.equal(v.length, 1, `one ${name} ${via || ''} row in the table:\n${out}`);
     assert.ok(v[0] > 0, `${name} ${via || ''} throughput is positive: ${v[0]}`);
@@ -50,7 +50,8 @@ test('throughput: positive workflows/s for x402r (WebSocket and poll) and BullMQ
   // engine CPU and PostgreSQL commits per workflow are measured, not n/a
   const x = r.find((c) => c[0] === 'x402r');
   assert.ok(Number(x[7]) > 0 && Number(x[9]) >= 5, `CPU ms/wf and commits/wf measured: ${x.join(' | ')}`);
-  assert.match(out, /Ratio x402r \(WebSocket\) \/ BullMQ workflows\/s: \*\*\d/);
+  assert.match(out, /Ratio x402r \(WebSocket per workflow\) \/ BullMQ workflows\/s: \*\*\d/);
+  assert.match(out, /Ratio x402r \(one \/stream, approve at create\) \/ BullMQ workflows\/s: \*\*\d/);
 });
 
 test('dispatch: fan-out and join intervals measured at the service', { timeout: 150000 }, () => {

@@ -3,7 +3,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  setup, ready, runPlan, waitStatus, waitFor, step, ref, openStream, sleep,
+  setup, ready, runPlan, waitStatus, waitFor, step, ref, openStream, sleep, psql,
 } from '../lib/harness.mjs';
 
 const stepOf = (wf, id) => wf.steps.find((s) => s.id === id);
@@ -18,6 +18,29 @@ describe('default retry policy (3 attempts)', () => {
     c = ctx.client;
   });
   after(async () => { await ctx?.teardown(); });
+
+  test('a join whose dependencies answer together: both successes and the join\'s start are one transaction', async () => {
+    // b and c are held by the barrier service and answered in the same tick; the engine stores
+    // what one loop turn brought in together (sched.c flush_run). Events of one transaction share
+    // their xmin. Several diamonds, since two answers may still reach the engine in two turns.
+    let together = 0;
+    for (let k = 0; k < 4; k++) {
+      const key = `join-${Date.now()}-${k}`;
+      const id = await runPlan(c, { steps: [
+        step('a', 'add', { a: 1, b: 1 }),
+        step('b', 'barrier', { key, n: 2 }, ['a']),
+        step('c', 'barrier', { key, n: 2 }, ['a']),
+        step('d', 'echo', { message: ref('b.released') }, ['b', 'c']),
+      ] });
+      const wf = await waitStatus(c, id, ['completed'], { timeout: 15000 });
+      assert.deepEqual(wf.output.d, { echo: { message: 2 } });
+      const tx = await psql(`SELECT count(DISTINCT xmin::text) FROM events WHERE workflow_id = '${id}' AND ` +
+        `((type = 'step.completed' AND data->>'stepId' IN ('b','c')) OR (type = 'step.started' AND data->>'stepId' = 'd'))`,
+      { db: ctx.db });
+      if (Number(tx) === 1) together++;
+    }
+    assert.ok(together >= 1, `at least one of 4 joins stored in one transaction (got ${together})`);
+  });
 
   test('two independent 500 ms steps run in parallel: approval to completion < 900 ms', async () => {
     const { id } = await ready(c, { input: 'parallel', plan: { steps: [

@@ -3,11 +3,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { setup, api, BIN, sleep } from '../lib/harness.mjs';
+import { setup, api, BIN, sleep, testenv } from '../lib/harness.mjs';
 
 let ctx;
 before(async () => {
-  ctx = await setup({ users: ['carol', 'dave'], env: { AUTH_CACHE_MS: '300', RATE_LIMIT_PER_MIN: '30' } });
+  ctx = await setup({ users: ['carol', 'dave', 'frank'], env: { AUTH_CACHE_MS: '300', RATE_LIMIT_PER_MIN: '30' } });
 });
 after(async () => { await ctx?.teardown(); });
 
@@ -64,4 +64,21 @@ test('the per-user rate limit answers 429 with Retry-After, and other users are 
   const other = await keys(['create', '--user', 'erin']);
   assert.equal((await api(ctx.engine, other.stdout.trim()).get('/users/erin/workflows')).status, 200);
   assert.equal((await c.get('/health')).status, 200, 'health is never rate limited');
+});
+
+test('the limit is a sliding window: the previous minute still counts, so no burst passes at a boundary', async () => {
+  // frank made 1000 requests last minute and none in this one: a fixed window would let him
+  // through, the sliding window still counts most of them. (Not too close to a minute's end, so
+  // "last minute" stays the previous one while the request is made.)
+  if (Date.now() % 60000 > 55000) await sleep(60000 - (Date.now() % 60000) + 50);
+  const m = Math.floor(Date.now() / 60000);
+  const r0 = await new Promise((res) => execFile('redis-cli', ['-s', `${testenv()}/redis.sock`, 'SET',
+    `x402r:rl:frank:${m - 1}`, '1000', 'EX', '120'], (err, stdout) => res({ err, stdout })));
+  assert.equal(r0.err, null);
+  assert.equal(r0.stdout.trim(), 'OK');
+  const r = await ctx.clients.frank.get('/users/frank/workflows');
+  assert.equal(r.status, 429, r.text);
+  const ra = Number(r.headers['retry-after'] ?? r.headers.get?.('retry-after'));
+  assert.ok(ra >= 1 && ra <= 60, `Retry-After ${ra}`);
+  assert.equal((await ctx.clients.dave.get('/health')).status, 200);
 });

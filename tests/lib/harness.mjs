@@ -23,7 +23,7 @@ export const SOURCE_DIR = process.env.X4_SOURCE_DIR || resolve(here, '..', '..')
 export const BIN = process.env.X402R_BIN || join(SOURCE_DIR, 'build', 'x402r');
 export const TESTENV = process.env.X4_TESTENV || '';
 
-function testenv() {
+export function testenv() {
   if (!TESTENV) {
     throw new Error('X4_TESTENV is not set: run `scripts/testenv.sh up DIR` and export X4_TESTENV=DIR ' +
                     '(ctest does both)');

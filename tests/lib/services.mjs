@@ -26,6 +26,7 @@ import http from 'node:http';
 export async function startServices() {
   const log = [];
   const flakyCounts = new Map();
+  const barriers = new Map();    // barrier key → the senders waiting for it
   let countN = 0;
   let reserveN = 0;
   const undoCalls = new Map();   // idempotency key → calls
@@ -95,6 +96,20 @@ export async function startServices() {
           const ms = Number(param('ms', 500));
           const t = setTimeout(() => send(200, { waited: ms }), ms);
           res.on('close', () => clearTimeout(t));
+          return undefined;
+        }
+        case '/barrier': {
+          // holds each request until n requests with the same key have arrived, then answers
+          // them all in the same tick (a join's dependencies finishing together)
+          const key = String(param('key', ''));
+          const n = Number(param('n', 2));
+          const waiting = barriers.get(key) || [];
+          waiting.push(() => send(200, { released: n }));
+          barriers.set(key, waiting);
+          if (waiting.length >= n) {
+            barriers.delete(key);
+            for (const f of waiting) f();
+          }
           return undefined;
         }
         case '/flaky': {
@@ -200,6 +215,9 @@ export function catalogFor(svc) {
       rec('slow', 'Delay', 'Wait ms milliseconds before responding.', '/slow',
         obj({ ms: { type: 'integer', description: 'milliseconds to wait' } }),
         obj({ waited: { type: 'integer' } })),
+      rec('barrier', 'Barrier', 'Answers once n requests with the same key have arrived, all at once.', '/barrier',
+        obj({ key: { type: 'string', description: 'barrier key' }, n: { type: 'integer', description: 'requests to wait for' } }),
+        obj({ released: { type: 'integer' } })),
       rec('flaky', 'Flaky', 'Responds HTTP 503 for the first `fail` calls, afterwards succeeds.', '/flaky',
         obj({ fail: { type: 'integer', description: 'number of failures before success' },
               key: { type: 'string', description: 'counter key' } }),
