@@ -1,0 +1,80 @@
+// steps_batch.test.mjs — x4_steps_update (sql/094_steps_batch.sql), the scheduler's batched step
+// write, called directly: one batch takes contiguous seqs in its order; a stale lease writes
+// nothing; a terminal step refuses the whole batch; a step that does not exist is left out
+// without a gap. The workflow row takes one new version per batch, not one per transition.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { setup, psql } from '../lib/harness.mjs';
+
+let ctx;
+let q;
+let n = 0;
+
+before(async () => {
+  ctx = await setup({ users: ['alice'] });
+  q = (sql) => psql(sql, { db: ctx.db });
+});
+after(async () => { await ctx?.teardown(); });
+
+const PLAN = '{"steps":[{"id":"a","service":"echo","inputs":{},"dependsOn":[]},' +
+  '{"id":"b","service":"echo","inputs":{},"dependsOn":["a"]},{"id":"c","service":"echo","inputs":{},"dependsOn":["a"]}]}';
+
+async function executing() {
+  const wf = `wf_batch_${Date.now()}_${n++}`;
+  await q(`SELECT count(*) FROM x4_wf_create_approved('${wf}', 'alice', 'batch', NULL, NULL, 'owner-t', 60000,
+           '${PLAN}'::jsonb, 0, 'MINT', 0, NULL)`);
+  return wf;
+}
+const batch = (...t) => `'${JSON.stringify(t)}'::jsonb`;
+const tr = (step, status, type, extra = {}) => ({ step, status, attempts: 1, type, data: { stepId: step }, ...extra });
+const lastSeq = async (wf) => Number(await q(`SELECT last_seq FROM workflows WHERE id = '${wf}'`));
+
+test('one batch: contiguous seqs in batch order, steps updated, outputs stored', async () => {
+  const wf = await executing();
+  const s0 = await lastSeq(wf);
+  await q(`SELECT count(*) FROM x4_steps_update('${wf}', 'owner-t', ${batch(tr('a', 'running', 'step.started'))})`);
+  const rows = (await q(`SELECT seq || ':' || type FROM x4_steps_update('${wf}', 'owner-t', ${batch(
+    tr('a', 'succeeded', 'step.completed', { output: { x: 1 } }), tr('b', 'running', 'step.started'),
+    tr('c', 'running', 'step.started'))})`)).split('\n');
+  assert.deepEqual(rows, [`${s0 + 2}:step.completed`, `${s0 + 3}:step.started`, `${s0 + 4}:step.started`]);
+  assert.equal(await lastSeq(wf), s0 + 4);
+  assert.equal(await q(`SELECT string_agg(id || '=' || status, ',' ORDER BY idx) FROM steps WHERE workflow_id = '${wf}'`),
+    'a=succeeded,b=running,c=running');
+  assert.equal(await q(`SELECT output::text FROM steps WHERE workflow_id = '${wf}' AND id = 'a'`), '{"x": 1}');
+  assert.equal(await q(`SELECT data->>'stepId' FROM events WHERE workflow_id = '${wf}' AND seq = ${s0 + 3}`), 'b');
+  assert.equal(await q(`SELECT count(*) FROM steps WHERE workflow_id = '${wf}' AND started_at IS NOT NULL`), '3');
+});
+
+test('a stale lease or a workflow not executing writes nothing', async () => {
+  const wf = await executing();
+  const s0 = await lastSeq(wf);
+  assert.equal(await q(`SELECT count(*) FROM x4_steps_update('${wf}', 'someone-else', ${batch(tr('a', 'running', 'step.started'))})`), '0');
+  assert.equal(await lastSeq(wf), s0);
+  assert.equal(await q(`SELECT status FROM steps WHERE workflow_id = '${wf}' AND id = 'a'`), 'pending');
+});
+
+test('a terminal step refuses the whole batch: nothing of it is stored', async () => {
+  const wf = await executing();
+  await q(`SELECT count(*) FROM x4_steps_update('${wf}', 'owner-t', ${batch(tr('a', 'running', 'step.started'))})`);
+  await q(`SELECT count(*) FROM x4_steps_update('${wf}', 'owner-t', ${batch(tr('a', 'succeeded', 'step.completed', { output: 1 }))})`);
+  const s0 = await lastSeq(wf);
+  await assert.rejects(q(`SELECT count(*) FROM x4_steps_update('${wf}', 'owner-t', ${batch(
+    tr('b', 'running', 'step.started'), tr('a', 'failed', 'step.failed', { error: 'late' }))})`),
+  /step a of .* is already succeeded and cannot become failed/);
+  assert.equal(await lastSeq(wf), s0);
+  assert.equal(await q(`SELECT status FROM steps WHERE workflow_id = '${wf}' AND id = 'b'`), 'pending');
+  assert.equal(await q(`SELECT count(*) FROM events WHERE workflow_id = '${wf}' AND seq > ${s0}`), '0');
+});
+
+test('a step that does not exist is left out, and the seqs stay gap-free', async () => {
+  const wf = await executing();
+  const s0 = await lastSeq(wf);
+  const rows = (await q(`SELECT seq || ':' || (data->>'stepId') FROM x4_steps_update('${wf}', 'owner-t', ${batch(
+    tr('zz', 'running', 'step.started'), tr('a', 'running', 'step.started'))})`)).split('\n');
+  assert.deepEqual(rows, [`${s0 + 1}:a`]);
+  assert.equal(await lastSeq(wf), s0 + 1);
+  assert.equal(await q(`SELECT count(*) FROM x4_steps_update('${wf}', 'owner-t', ${batch(tr('zz', 'running', 'step.started'))})`), '0');
+  assert.equal(await lastSeq(wf), s0 + 1);
+  const seqs = (await q(`SELECT string_agg(seq::text, ',' ORDER BY seq) FROM events WHERE workflow_id = '${wf}'`)).split(',').map(Number);
+  assert.deepEqual(seqs, seqs.map((_, i) => i + 1), 'gap-free from 1');
+});
