@@ -814,9 +814,13 @@ static void handle_cancel(api_ctx *c) {
 
 static void on_stream_owner(PGresult *res, const char *err, void *ud) {
     api_ctx *c = ud;
-    if (err) x4_api_db_error(c, err);
-    else if (PQntuples(res) != 1) x4_api_error(c->req, 404, "workflow not found", NULL);
-    else x4_streams_attach(c->e, c->req, &c->who, c->id, atoll(c->created_at));
+    if (err || PQntuples(res) == 0) {
+        x4_streams_cancel(c->stream);
+        if (err) x4_api_db_error(c, err);
+        else x4_api_error(c->req, 404, "workflow not found", NULL);
+    } else {
+        x4_streams_attach(c->req, c->stream, res);
+    }
     free(c);
 }
 
@@ -839,9 +843,15 @@ static void handle_stream(api_ctx *c) {
         return;
     }
     snprintf(c->created_at, sizeof c->created_at, "%lld", s);
-    const char *params[] = {c->id, c->who.user, c->who.admin ? "t" : "f"};
-    x4_pg_query(c->e->pg, "SELECT 1 FROM workflows WHERE id = $1 AND (user_id = $2 OR $3::boolean)", 3, params,
-                on_stream_owner, c);
+    /* the owner check and the first catch-up read are one query; a 404 is still plain HTTP */
+    c->stream = x4_streams_pending(c->e, &c->who, c->id, s);
+    if (!c->stream) {
+        x4_api_error(r, 500, "out of memory", NULL);
+        free(c);
+        return;
+    }
+    const char *params[] = {c->id, c->created_at, c->who.user, c->who.admin ? "t" : "f"};
+    x4_pg_query(c->e->pg, x4_streams_first_read(), 4, params, on_stream_owner, c);
 }
 
 static void handle_stream_mux(api_ctx *c) {

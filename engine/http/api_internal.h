@@ -40,6 +40,7 @@ typedef struct {
     x4_principal who;
     int has_plan;
     int approve;           /* create: {"approve": true} */
+    void *stream;          /* stream: the subscription registered before the owner check (stream.c) */
     json_t *run_plan;      /* create with approve: the stored plan, to start the run without a read */
     uint64_t sent_ms;      /* create with approve: when the creating (and leasing) query was sent */
     uint64_t plan_t0_ns;   /* create: the plan cache answered (x4_wf_cache_probe) at this uv_hrtime() */

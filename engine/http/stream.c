@@ -41,6 +41,14 @@
 #define PAGE 500
 #define X4_STREAM_MAX_SUBS 1024
 #define X4_STREAM_MAX_MSG 4096
+/* The ownership check and the first catch-up read in one query: no row = not the caller's (or
+ * absent); one row with a NULL seq = the caller's, nothing after since. $1 workflow, $2 since,
+ * $3 user, $4 admin. */
+#define X4_STREAM_FIRST_READ                                                                          \
+    "SELECT e.seq, e.type, e.data::text AS data, x4_iso(e.ts) AS ts FROM workflows w "                \
+    "LEFT JOIN LATERAL (SELECT v.seq, v.type, v.data, v.ts FROM events v WHERE v.workflow_id = w.id " \
+    "AND v.seq > $2::bigint ORDER BY v.seq LIMIT 500) e ON true "                                     \
+    "WHERE w.id = $1 AND (w.user_id = $3 OR $4::boolean) ORDER BY e.seq"
 
 typedef struct conn conn;
 
@@ -124,6 +132,7 @@ static void sub_unlink(sub *s) {
 }
 
 static void fetch(sub *s);
+static void deliver_rows(sub *s, PGresult *res);
 
 static void on_fetched(PGresult *res, const char *err, void *ud) {
     sub *s = ud;
@@ -151,8 +160,17 @@ static void on_fetched(PGresult *res, const char *err, void *ud) {
         s->checked = 1;
         conn_notice(c, "subscribed", s->wf, NULL);
     }
+    deliver_rows(s, res);
+out:
+    sub_unref(s);
+}
+
+/* Sends the event rows of a catch-up read (seq > last, in order) and reads again if the page was
+ * full or more is known to exist. */
+static void deliver_rows(sub *s, PGresult *res) {
+    conn *c = s->c;
+    int n = PQntuples(res), got = 0;
     x4_buf b = {0};
-    int got = 0;
     for (int i = 0; i < n && !c->closed; i++) {
         if (!x4_pg_val(res, i, "seq")) continue; /* the owner check's row when nothing is new */
         got++;
@@ -167,8 +185,6 @@ static void on_fetched(PGresult *res, const char *err, void *ud) {
     }
     x4_buf_free(&b);
     if (!c->closed && (got == PAGE || s->again || s->want > s->last)) fetch(s);
-out:
-    sub_unref(s);
 }
 
 static void fetch(sub *s) {
@@ -183,12 +199,7 @@ static void fetch(sub *s) {
     snprintf(since, sizeof since, "%lld", s->last);
     if (!s->checked) {
         const char *params[] = {s->wf, since, s->c->who.user, s->c->who.admin ? "t" : "f"};
-        x4_pg_query(s->e->pg,
-                    "SELECT e.seq, e.type, e.data::text AS data, x4_iso(e.ts) AS ts FROM workflows w "
-                    "LEFT JOIN LATERAL (SELECT v.seq, v.type, v.data, v.ts FROM events v WHERE v.workflow_id = w.id "
-                    "AND v.seq > $2::bigint ORDER BY v.seq LIMIT 500) e ON true "
-                    "WHERE w.id = $1 AND (w.user_id = $3 OR $4::boolean) ORDER BY e.seq",
-                    4, params, on_fetched, s);
+        x4_pg_query(s->e->pg, X4_STREAM_FIRST_READ, 4, params, on_fetched, s);
         return;
     }
     const char *params[] = {s->wf, since};
@@ -198,7 +209,7 @@ static void fetch(sub *s) {
                 2, params, on_fetched, s);
 }
 
-static sub *sub_add(conn *c, const char *wf, long long since, int checked) {
+static sub *sub_add(conn *c, const char *wf, long long since, int checked, int have_first) {
     sub *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->e = c->e;
@@ -215,7 +226,7 @@ static sub *sub_add(conn *c, const char *wf, long long since, int checked) {
     s->conn_next = c->subs;
     c->subs = s;
     c->nsubs++;
-    fetch(s);
+    if (!have_first) fetch(s);
     return s;
 }
 
@@ -255,7 +266,7 @@ static void on_msg(x4_ws *ws, const char *data, size_t len, void *ud) {
     } else if (subj) {
         if (conn_find(c, wf)) conn_notice(c, "error", wf, "already subscribed");
         else if (c->nsubs >= X4_STREAM_MAX_SUBS) conn_notice(c, "error", wf, "too many subscriptions on this socket");
-        else if (!sub_add(c, wf, since, 0)) conn_notice(c, "error", wf, "out of memory");
+        else if (!sub_add(c, wf, since, 0, 0)) conn_notice(c, "error", wf, "out of memory");
     } else {
         sub *s = conn_find(c, wf);
         if (!s) conn_notice(c, "error", wf, "not subscribed");
@@ -276,31 +287,78 @@ static void on_close(x4_ws *ws, void *ud) {
     conn_unref(c);
 }
 
-static conn *conn_open(x4_engine *e, x4_req *req, const x4_principal *who, int mux) {
+static conn *conn_new(x4_engine *e, const x4_principal *who, int mux) {
     conn *c = calloc(1, sizeof *c);
-    if (!c) {
-        x4_req_respond(req, 500, "application/json", "{\"success\":false,\"error\":\"out of memory\"}", 42);
-        return NULL;
-    }
+    if (!c) return NULL;
     c->e = e;
     c->who = *who;
     c->mux = mux;
-    c->refs = 1; /* the socket */
-    c->ws = x4_req_upgrade(req, on_msg, on_close, c);
-    if (!c->ws) {
-        free(c);
-        return NULL;
-    }
-    e->streams->count++;
+    c->refs = 1; /* the socket (to be) */
     return c;
 }
 
-void x4_streams_attach(x4_engine *e, x4_req *req, const x4_principal *who, const char *wf, long long since) {
-    conn *c = conn_open(e, req, who, 0);
-    if (c && !sub_add(c, wf, since, 1)) x4_ws_close(c->ws, 1011, "out of memory");
+static int conn_upgrade(conn *c, x4_req *req) {
+    c->ws = x4_req_upgrade(req, on_msg, on_close, c);
+    if (!c->ws) return -1;
+    c->e->streams->count++;
+    return 0;
 }
 
-void x4_streams_attach_mux(x4_engine *e, x4_req *req, const x4_principal *who) { (void)conn_open(e, req, who, 1); }
+/* Drops a connection that never became a socket (on_close will not run for it). */
+static void conn_abandon(conn *c) {
+    c->closed = 1;
+    while (c->subs) sub_unlink(c->subs);
+    conn_unref(c);
+}
+
+/* The per-workflow stream: the subscription is registered before the route's ownership check +
+ * first read is sent, marked as reading, so an event published while that read is in flight
+ * re-arms a read (s->want) instead of being lost between the read and the upgrade. */
+void *x4_streams_pending(x4_engine *e, const x4_principal *who, const char *wf, long long since) {
+    conn *c = conn_new(e, who, 0);
+    if (!c) return NULL;
+    sub *s = sub_add(c, wf, since, 1, 1);
+    if (!s) {
+        conn_abandon(c);
+        return NULL;
+    }
+    s->fetching = 1;
+    s->refs++; /* the route's read */
+    return s;
+}
+
+void x4_streams_cancel(void *pending) {
+    sub *s = pending;
+    s->fetching = 0;
+    conn_abandon(s->c);
+    sub_unref(s);
+}
+
+void x4_streams_attach(x4_req *req, void *pending, void *first) {
+    sub *s = pending;
+    conn *c = s->c;
+    s->fetching = 0;
+    if (c->closed || conn_upgrade(c, req) < 0) {
+        conn_abandon(c);
+    } else if (s->closed) {
+        x4_ws_close(c->ws, 1011, "server closing");
+    } else {
+        deliver_rows(s, first);
+    }
+    sub_unref(s);
+}
+
+void x4_streams_attach_mux(x4_engine *e, x4_req *req, const x4_principal *who) {
+    conn *c = conn_new(e, who, 1);
+    if (!c) {
+        x4_req_respond(req, 500, "application/json", "{\"success\":false,\"error\":\"out of memory\"}", 42);
+        return;
+    }
+    if (conn_upgrade(c, req) < 0) conn_abandon(c);
+}
+
+const char *x4_streams_first_read(void) { return X4_STREAM_FIRST_READ; }
+
 
 static void on_event(const x4_event *ev, void *ud) {
     x4_engine *e = ud;

@@ -170,6 +170,29 @@ test('many subscribers connecting at different moments all see the same gap-free
   }
 });
 
+test('streams opened every few ms around the end of a workflow all end with workflow.completed', async () => {
+  // The route's ownership check doubles as the first catch-up read (the subscription is
+  // registered before it, so an event published meanwhile re-arms a read); every stream, however
+  // its opening interleaves with the last writes, ends gap-free with the final event.
+  // Streams keep opening, every few ms, until the first one has seen the end.
+  const plan = { steps: Array.from({ length: 4 }, (_, i) => step(`q${i}`, 'slow', { ms: 40 }, i ? [`q${i - 1}`] : [])) };
+  const id = await runPlan(c, plan);
+  const streams = [openStream(ctx.engine, id, { since: 0, key })];
+  const ended = () => streams[0].messages.some((m) => m.type === 'workflow.completed');
+  for (let extra = 0; streams.length < 400 && extra < 20; ) {
+    streams.push(openStream(ctx.engine, id, { since: 0, key }));
+    if (ended()) extra++;
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  try {
+    await Promise.all(streams.map((s) => s.opened));
+    await Promise.all(streams.map((s) => s.waitType('workflow.completed', { timeout: 10000 })));
+    for (const s of streams) assertGapFree(s.messages, 1);
+  } finally {
+    for (const s of streams) s.close();
+  }
+});
+
 test('the key may be given as the access_token query parameter', async () => {
   const id = await completedWorkflow();
   const s = openStream(ctx.engine, id, { since: 0, key, viaQuery: true });
