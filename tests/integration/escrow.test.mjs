@@ -133,6 +133,23 @@ test('approval holds the estimate, or answers the exact refusal; the end release
   assert.deepEqual(hist.slice(0, 3), ['release', 'hold', 'deposit']);
 });
 
+test('create with approve: true holds in the same transaction and releases at the end', async () => {
+  const plan = { steps: [step('r', 'premium_report', { topic: 'y' })] }; // 1.000000 USDC
+  const before = (await c.get('/escrow/alice/balance')).json.balance.available.atomic;
+  const r = await c.post('/workflows/create', { input: 'premium, pre-approved', plan, approve: true });
+  assert.equal(r.status, 201, r.text);
+  assert.equal(r.json.workflow.status, 'executing');
+  const id = r.json.workflow.id;
+  const holds = (await c.get('/escrow/alice/history')).json.history.filter((h) => h.kind === 'hold' && h.workflowId === id);
+  assert.equal(holds.length, 1);
+  assert.equal(holds[0].amount.atomic, '1000000');
+  const { waitStatus } = await import('../lib/harness.mjs');
+  await waitStatus(c, id, ['completed', 'failed'], { timeout: 15000 });
+  const after = (await c.get('/escrow/alice/balance')).json.balance;
+  assert.equal(after.held.atomic, '0');
+  assert.equal(after.available.atomic, before, 'a free call: the whole hold came back');
+});
+
 test('withdrawals go to the registered wallet, and concurrent ones cannot overdraw', async () => {
   const w = await c.post('/escrow/alice/withdraw', { amount: '1.5' });
   assert.equal(w.status, 200, w.text);
