@@ -78,3 +78,22 @@ test('a step that does not exist is left out, and the seqs stay gap-free', async
   const seqs = (await q(`SELECT string_agg(seq::text, ',' ORDER BY seq) FROM events WHERE workflow_id = '${wf}'`)).split(',').map(Number);
   assert.deepEqual(seqs, seqs.map((_, i) => i + 1), 'gap-free from 1');
 });
+
+test('x4_step_finish: the last success and the completion, seqs in order, lease handed back', async () => {
+  const wf = await executing();
+  await q(`SELECT count(*) FROM x4_steps_update('${wf}', 'owner-t', ${batch(tr('a', 'running', 'step.started'))})`);
+  await q(`SELECT count(*) FROM x4_steps_update('${wf}', 'owner-t', ${batch(
+    tr('a', 'succeeded', 'step.completed', { output: 1 }), tr('b', 'running', 'step.started'), tr('c', 'running', 'step.started'))})`);
+  await q(`SELECT count(*) FROM x4_steps_update('${wf}', 'owner-t', ${batch(tr('b', 'succeeded', 'step.completed', { output: 2 }))})`);
+  const s0 = await lastSeq(wf);
+  assert.equal(await q(`SELECT count(*) FROM x4_step_finish('${wf}', 'stale', 'c', 1, '3', '{}', '{"c":3}', '{}')`), '0');
+  const rows = (await q(`SELECT seq || ':' || type || ':' || COALESCE(data->'totalCost'->>'atomic', '') FROM x4_step_finish('${wf}', 'owner-t', 'c', 1,
+    '3', '{"stepId":"c"}', '{"c":3}', '{"output":{"c":3}}')`)).split('\n');
+  assert.deepEqual(rows, [`${s0 + 1}:step.completed:`, `${s0 + 2}:workflow.completed:0`]);
+  assert.equal(await q(`SELECT status || ',' || COALESCE(lease_owner, '-') || ',' || output::text FROM workflows WHERE id = '${wf}'`),
+    'completed,-,{"c": 3}');
+  assert.equal(await q(`SELECT status || ',' || output::text FROM steps WHERE workflow_id = '${wf}' AND id = 'c'`), 'succeeded,3');
+  assert.equal(await q(`SELECT data->'released'->>'atomic' FROM events WHERE workflow_id = '${wf}' AND seq = ${s0 + 2}`), '0');
+  assert.equal(await q(`SELECT count(*) FROM x4_step_finish('${wf}', 'owner-t', 'c', 1, '3', '{}', '{}', '{}')`), '0',
+    'a finished workflow does not finish again');
+});
