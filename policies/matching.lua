@@ -14,6 +14,9 @@
 --                       input: untyped output / both sides typed
 --   wire_bonus          joint choice: × share of its inputs the other chosen services feed
 --   fill_bonus          joint choice: × share of its inputs the task or those services provide
+--   step_cost           joint choice: what a clause's own step costs (× the share of its words
+--                       the catalog knows); a clause whose best service, with the two bonuses,
+--                       is worth less gets no step (0: every clause that matches gets one)
 --
 -- score(f) — optional (not defined here: the built-in rank is used). When defined, the planner
 -- calls it for the 6 best services of each clause by the built-in rank, with f = {service,

@@ -5,7 +5,7 @@
 // Builds nothing: uses $X402R_BIN, else build/x402r. No npm dependencies (node >= 20).
 //   node bench/planner/run.mjs                 # full run (750 + 553 tasks), writes RESULTS.md
 //   node bench/planner/run.mjs --limit 50      # CI smoke: first 50 tasks of each, no RESULTS.md
-//   options: --dataset nestools|teval|all, --write (RESULTS.md even with --limit), --json,
+//   options: --dataset nestools|teval|all, --write (RESULTS.md even with --limit), --no-write, --json,
 //            --dump FILE (every scored task as JSON lines, for error analysis)
 //
 // Scores, micro-averaged over all tasks of a dataset (a task whose plan failed validation
@@ -291,7 +291,7 @@ async function main() {
   if (args.includes('--json')) console.log(JSON.stringify(json, null, 2));
   else console.log(out);
   if (dump) writeFileSync(dumpFile, dump.map((d) => JSON.stringify(d)).join('\n') + '\n');
-  if (!limit || args.includes('--write')) {
+  if ((!limit || args.includes('--write')) && !args.includes('--no-write')) {
     // the hand-written notes after NOTES_MARK (the cache table, what was found) are kept
     const file = join(here, 'RESULTS.md');
     const old = existsSync(file) ? readFileSync(file, 'utf8') : '';

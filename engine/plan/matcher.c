@@ -7,38 +7,57 @@
  *     index. Built once per catalog version (x4_catalog_version + count) and kept in a small
  *     reference-counted cache (4 entries, mutex): ~50 ms for NesTools' 3,034 services, then free.
  *  2. Clauses: cut at sentence ends and ";" (never inside quotes; not after an abbreviation,
- *     an initial or a title: "sq. ft.", "F. Scott", "Dr. Smith"), "then", "after that",
- *     "afterwards", "subsequently", "finally", and "and"/"," before a verb (built-in list plus
- *     the first word of a verb_noun service id whose description opens with it) when the left
- *     keeps two content words and the right three. Left out: a phrase before that comma or a
- *     clause opening with a subordinator ("After analysing the results, ...", "Upon completion
- *     of these tasks, finally ...") — it refers back — and a sentence that only describes ("The
- *     deadline is on May 1.": determiner, then a copula not followed by a participle).
- *  3. Choice: per clause, BM25 (k1, b) / the clause's Σ idf, combined by x4_planner_rank() with
- *     the share of the service's name mentioned, its BM25 against the whole task (context), the
- *     share of its required inputs earlier steps output (chaining) and price; needs ≥ match_min
- *     and a name/tag hit or two tokens. Then the joint choice (preselect): the top 6 services of
- *     every clause, and a beam search (24 wide) over the clauses maximising Σ rank + wire_bonus ×
- *     the share of a service's inputs the services chosen for earlier clauses feed + fill_bonus ×
- *     the share fed or evidenced by the task (a literal whose words name the input, the input's
- *     name, an enum value), no service twice, within max_cost. policies/matching.lua may set the
- *     weights (weights) and replace the rank of the top 6 per clause (score).
+ *     an initial or a title: "sq. ft.", "F. Scott", "Dr. Smith" — but "Site A. Please ..."
+ *     ends one), "then", "after that", "afterwards", "subsequently", "finally", ", followed by
+ *     <verb>-ing", and "and"/"," before a verb in its base form, perhaps after a filler ("and
+ *     also send ..."; built-in list plus the first word of a verb_noun service id whose
+ *     description opens with it; "that accepts ... and produces ..." and ", taking ..." do not
+ *     cut) when the left keeps two content words and the right three. Left out: a phrase
+ *     before that comma or a clause opening with a subordinator ("After analysing the results,
+ *     ...", "Upon completion of these tasks, finally ...") — it refers back — and a sentence
+ *     that only describes ("The deadline is on May 1.": determiner, then a copula not followed
+ *     by a participle).
+ *  3. Choice: per clause, BM25 (k1, b) / the clause's Σ idf (the synonyms of its request verbs
+ *     — "propose" → suggest, recommend, advise — join the query at SYN_W), combined by
+ *     x4_planner_rank() with the share of the service's name mentioned, its BM25 against the
+ *     whole task (context), the share of its required inputs earlier steps output (chaining)
+ *     and price; needs ≥ match_min and a name/tag hit or two tokens. Then the joint choice
+ *     (preselect): the top 6 services of every clause, and a beam search (24 wide) over the
+ *     clauses maximising Σ rank + wire_bonus × the share of a service's inputs the services
+ *     chosen for earlier clauses feed + fill_bonus × the share fed or evidenced by the task (a
+ *     literal whose words name the input, the input's name, an enum value) − step_cost × the
+ *     share of the clause's words the catalog knows, or no step for the clause (worth 0: an
+ *     aside, a detail of another step; if no choice plans a step, the best one-step choice);
+ *     no service twice, within max_cost. policies/matching.lua may set the weights (weights)
+ *     and replace the rank of the top 6 per clause (score).
  *  4. Wiring, per input: same-named earlier output (type-compatible); required: Dice of name +
  *     description tokens ≥ sim_typed when both sides are typed, sim_min for an untyped output;
  *     enum values the task names, then example values the description lists ("such as 'cat',
  *     'dog'"); literals (quoted strings, numbers, booleans, dates as ISO 8601, times of day,
- *     ids / e-mails / file names / ratios, proper-noun spans; lists "A, B and C" for arrays)
- *     matched by the words around them, same clause, priority and date/time-ness; a value named
- *     by the input ("pink gill color", "not toxic"); a still-open required input: an earlier
- *     output at sim_min, any literal of its type, its default, the most similar earlier output
- *     of its type; then chaining a provider service (depth ≤ 2).
+ *     ids / e-mails / file names / ratios / digit groups ("123-456-7890", "192.168.1.10"),
+ *     proper-noun spans ("E. coli", "Room 101"); lists "A, B and C" for arrays)
+ *     matched by the words around them, by their unit ("90 minutes" is a duration, "$250" a
+ *     price) and by the preposition before them ("from" an origin, "to" a destination, "in" /
+ *     "at" / "near" a place, "for" a person; another clause's literal only by two words), same
+ *     clause, priority and date/time-ness (a date-like input prefers a date, a year input a
+ *     year); a value named by the input ("pink gill color", "not toxic"); a still-open
+ *     required input: an earlier output at sim_min, any literal of its type, its default, the
+ *     most similar earlier output of its type; then chaining a provider service (depth ≤ 2); then what the task says of it
+ *     (a string the clause's words, a flag true, a field-less object {}), unless the clause
+ *     names the input without a value ("for my city": validation then names it).
  *  5. The plan goes through x4_plan_parse(); a rejected plan is given back as a draft on request.
  *
- * Quality (bench/planner/RESULTS.md, NesTools dev, strict): tool F1 0.67, edge F1 0.50, literal
- * F1 0.41, 89% valid (before this round: 0.53 / 0.37 / 0.26, 69%). Tried and dropped (no gain on
- * dev): derivational prefixes as extra tokens, more suffix stripping, a stricter match_min for
- * clauses split inside a sentence, dropping a clause another chosen service covers, the name
- * share against the whole task, per-clause input evidence, names before context literals.
+ * Quality (bench/planner/RESULTS.md, NesTools dev, strict): tool F1 0.725, edge F1 0.563,
+ * literal F1 0.470, 96% valid (0.667 / 0.503 / 0.407, 89% before this round). Tried and
+ * dropped (no gain on dev): derivational prefixes as extra tokens, more suffix stripping, a
+ * stricter match_min for clauses split inside a sentence, dropping a clause another chosen
+ * service covers, the name share against the whole task, per-clause input evidence, names
+ * before context literals; later: a bonus for the clause's verb in the service's name or for
+ * words the chosen services share (replayed on dev's candidate lists), merging a clause into
+ * an earlier step it also matches, a step cost relative to the task's best clause, none (or
+ * less) for sentence-initial, "finally"-marked or literal-holding clauses, synonyms in the
+ * whole-task context, noun synonyms, other field weights, a beam of 10 per clause or 64 wide,
+ * the last-resort literal after a weak output.
  * Limits: tasks up to 16 KiB, 64 clauses, 128 literals. Cost per task: O(clause tokens ×
  * postings) per clause plus the beam, ~2.5 ms on NesTools. */
 #include "plan/matcher.h"
@@ -62,6 +81,7 @@
 #define OPTIONAL_MIN 0.20 /* an optional input's provider: relevance to the whole task */
 #define OPTIONAL_HITS 3   /* ... and this many distinct task words in its description */
 #define MAX_CHAIN_DEPTH 2
+#define DATE_MISS 1.0 /* a text literal for a date/time-like input: this much less likely */
 #define MAX_CLAUSES 64
 #define MAX_LITERALS 128
 #define TOK_MAX 48
@@ -395,9 +415,11 @@ typedef struct {
 typedef struct {
     size_t start, end; /* byte span in the task */
     strset toks;
-    int *ids;          /* token ids known to the catalog vocabulary (unique) */
+    int *ids;          /* token ids known to the catalog vocabulary (unique), then nexp more: */
     size_t nids;
+    size_t nexp;       /* ... synonyms of its request verbs it does not use (weight SYN_W) */
     double norm;
+    double known;      /* the share of norm that words the catalog knows make up (0..1) */
 } mclause;
 
 typedef struct {
@@ -615,23 +637,102 @@ static int mctx_alloc(mctx *m) {
     return m->used && m->acc && m->hits && m->strong && m->bm25 ? 0 : -1;
 }
 
+/* Request verbs of about the same meaning, by group (general English; a task says "propose"
+ * or "curate" where a service is named "suggest_..." or "create_..."). A clause's words are
+ * looked up here and the other members of their group join its query at SYN_W. Stemmed once. */
+#define SYN_W 0.6
+static const char *const SYNONYMS[] = {
+    "analyze analyse examine evaluate assess scrutinize inspect review study investigate appraise judge",
+    "create make build generate produce fabricate construct compose craft develop devise curate",
+    "get obtain retrieve fetch acquire procure gather collect pull",
+    "find search seek locate look discover",
+    "buy purchase order",
+    "show display exhibit present demonstrate visualize",
+    "suggest recommend propose advise",
+    "plan organize organise arrange schedule orchestrate coordinate prepare",
+    "notify inform alert tell remind",
+    "send email message deliver dispatch",
+    "calculate compute determine estimate measure quantify ascertain",
+    "predict forecast project extrapolate anticipate",
+    "check verify validate confirm test",
+    "monitor track observe watch oversee supervise",
+    "book reserve",
+    "identify recognize recognise detect discern classify",
+    "update modify change edit adjust revise amend",
+    "improve optimize optimise enhance refine",
+    "delete remove cancel erase",
+    "translate convert transform transcode",
+    "summarize summarise condense",
+    "sort rank",
+    "install configure deploy",
+    "register enroll enrol subscribe",
+    "hire employ recruit",
+    "pay settle",
+    "share publish post distribute circulate broadcast",
+    "start begin initiate launch commence trigger",
+    "run execute perform conduct",
+    "finish complete finalize finalise conclude",
+    "store save record log archive",
+    "compare contrast",
+    "submit apply file",
+    NULL};
+#define SYN_MAX 512
+static char syn_word[SYN_MAX][TOK_MAX + 1];
+static int syn_group[SYN_MAX];
+static size_t syn_n;
+static pthread_once_t syn_once = PTHREAD_ONCE_INIT;
+
+static void syn_init(void) {
+    for (int g = 0; SYNONYMS[g]; g++) {
+        const char *p = SYNONYMS[g];
+        while (*p && syn_n < SYN_MAX) {
+            while (*p == ' ') p++;
+            size_t n = strcspn(p, " ");
+            if (n && n <= TOK_MAX) {
+                memcpy(syn_word[syn_n], p, n);
+                syn_word[syn_n][n] = 0;
+                stem(syn_word[syn_n]);
+                syn_group[syn_n++] = g;
+            }
+            p += n;
+        }
+    }
+}
+
 static void clause_prepare(mctx *m, mclause *c) {
     strset_free(&c->toks);
     free(c->ids);
     c->ids = NULL;
-    c->nids = 0;
-    c->norm = 0;
+    c->nids = c->nexp = 0;
+    c->norm = c->known = 0;
     tokenize(m->task + c->start, c->end - c->start, strset_add_cb, &c->toks);
-    c->ids = calloc(c->toks.n ? c->toks.n : 1, sizeof *c->ids);
+    pthread_once(&syn_once, syn_init);
+    size_t cap = c->toks.n + SYN_MAX;
+    c->ids = calloc(cap, sizeof *c->ids);
     for (size_t i = 0; c->ids && i < c->toks.n; i++) {
         int id = vocab_find(&m->ix->v, c->toks.v[i]);
         if (id >= 0) {
             c->ids[c->nids++] = id;
             c->norm += m->ix->idf[id];
+            c->known += m->ix->idf[id];
         } else {
             c->norm += 0.5 * m->ix->max_idf;
         }
     }
+    /* synonyms of its words (not for the whole task: its context stays its own words) */
+    if (c->norm > 0) c->known /= c->norm;
+    if (!c->ids || c == &m->whole) return;
+    for (size_t i = 0; i < c->toks.n; i++)
+        for (size_t a = 0; a < syn_n; a++) {
+            if (strcmp(syn_word[a], c->toks.v[i])) continue;
+            for (size_t b = 0; b < syn_n; b++) {
+                if (syn_group[b] != syn_group[a] || strset_has(&c->toks, syn_word[b])) continue;
+                int id = vocab_find(&m->ix->v, syn_word[b]);
+                int dup = id < 0;
+                for (size_t k = 0; !dup && k < c->nids + c->nexp; k++) dup = c->ids[k] == id;
+                if (!dup && c->nids + c->nexp < cap) c->ids[c->nids + c->nexp++] = id;
+            }
+        }
 }
 
 void x4_planner_params_default(x4_planner_params *p) {
@@ -645,7 +746,8 @@ void x4_planner_params_default(x4_planner_params *p) {
     p->sim_min = 0.30;
     p->sim_typed = 0.60;
     p->wire_bonus = 0.3;
-    p->fill_bonus = 0.3;
+    p->fill_bonus = 0.25;
+    p->step_cost = 0.7;
 }
 
 double x4_planner_rank(const x4_planner_params *p, const x4_planner_features *f) {
@@ -662,14 +764,15 @@ static void bm25_clause(mctx *m, const mclause *c) {
     memset(m->hits, 0, m->ncat * sizeof *m->hits);
     memset(m->strong, 0, m->ncat);
     if (c->norm <= 0) return;
-    for (size_t k = 0; k < c->nids; k++) {
+    for (size_t k = 0; k < c->nids + c->nexp; k++) {
         int t = c->ids[k];
+        double wt = k < c->nids ? 1.0 : SYN_W;
         for (size_t p = 0; p < ix->v.npost[t]; p++) {
             const posting *ps = &ix->v.post[t][p];
             double tf = ps->tf, norm = k1 * (1 - bb + bb * ix->dl[ps->svc] / ix->avgdl);
-            m->acc[ps->svc] += ix->idf[t] * tf * (k1 + 1) / (tf + norm);
+            m->acc[ps->svc] += wt * ix->idf[t] * tf * (k1 + 1) / (tf + norm);
             m->hits[ps->svc]++;
-            if (ps->w >= W_TAG) m->strong[ps->svc] = 1;
+            if (ps->w >= W_TAG && k < c->nids) m->strong[ps->svc] = 1;
         }
     }
     for (size_t i = 0; i < m->ncat; i++)
@@ -754,6 +857,7 @@ static const struct {
     {"sim_typed", offsetof(x4_planner_params, sim_typed), 0, 1},
     {"wire_bonus", offsetof(x4_planner_params, wire_bonus), -100, 100},
     {"fill_bonus", offsetof(x4_planner_params, fill_bonus), -100, 100},
+    {"step_cost", offsetof(x4_planner_params, step_cost), -100, 100},
 };
 
 json_t *x4_planner_params_json(const x4_planner_params *p) {
@@ -874,7 +978,20 @@ static const char *const VERBS[] = {
     "render", "visualize", "rank", "sort", "filter", "merge", "combine", "report", "book", "order", "pay",
     "transfer", "buy", "sell", "set", "open", "close", "measure", "test", "review", "draw", "chart",
     "return", "determine", "obtain", "collect", "gather", "display", "print", "conduct", "perform",
-    "execute", "use", "apply", "assign", "register", "submit", "request", "analyze", NULL};
+    "execute", "use", "apply", "assign", "register", "submit", "request", "accompany", "acquire", "adjust",
+    "align", "allocate", "appraise", "approve", "arrange", "ascertain", "attach", "attend", "audit", "authorize",
+    "back", "begin", "borrow", "calibrate", "cancel", "capture", "categorize", "change", "choose", "clean",
+    "compile", "complete", "compose", "configure", "confirm", "connect", "construct", "consult", "coordinate",
+    "copy", "correct", "craft", "customize", "deduce", "define", "deliver", "demonstrate", "deploy", "describe",
+    "design", "develop", "diagnose", "distribute", "edit", "employ", "enable", "enroll", "ensure", "examine",
+    "explain", "explore", "file", "fill", "finalize", "fix", "grab", "handle", "help", "hire", "implement",
+    "import", "improve", "include", "incorporate", "initiate", "inspect", "install", "integrate", "invite",
+    "issue", "join", "label", "load", "log", "maintain", "manage", "map", "modify", "move", "negotiate",
+    "operate", "organize", "organise", "personalize", "pick", "place", "play", "predict", "process", "promote",
+    "propose", "purchase", "query", "rate", "read", "receive", "reserve", "reset", "resolve", "respond",
+    "restore", "revise", "rent", "replace", "reply", "research", "select", "sell", "ship", "sign", "simulate",
+    "sift", "study", "suggest", "supply", "support", "take", "teach", "tell", "train", "transform", "tune",
+    "turn", "upgrade", "view", "vote", "watch", NULL};
 
 /* A '.' at i that ends an abbreviation rather than a sentence: the next word starts in lower
  * case ("500 sq. ft. room", "e.g. the"). */
@@ -885,7 +1002,22 @@ static int abbrev_dot(const char *t, size_t i, size_t len) {
     while (a > 0 && isalpha((unsigned char)t[a - 1])) a--;
     if (a == 0 || !word_char((unsigned char)t[a - 1])) {
         size_t n = i - a;
-        if (n == 1 && isupper((unsigned char)t[a])) return 1;
+        if (n == 1 && isupper((unsigned char)t[a])) {
+            /* "F. Scott" is an initial; "in Farmland A. Then ..." ends a sentence: a function
+             * word, a request marker or a request verb follows */
+            size_t j = i + 1, k = 0;
+            char nx[TOK_MAX + 1];
+            while (j < len && isspace((unsigned char)t[j])) j++;
+            while (j < len && k < TOK_MAX && isalpha((unsigned char)t[j]))
+                nx[k++] = (char)tolower((unsigned char)t[j++]);
+            nx[k] = 0;
+            static const char *const NEXT[] = {"please", "lastly", "additionally", "following", "thereafter",
+                                               "afterward", "moreover", "furthermore", "ultimately", NULL};
+            int ends_sentence = k && is_stopword(nx);
+            for (const char *const *q = NEXT; k && !ends_sentence && *q; q++) ends_sentence = !strcmp(*q, nx);
+            for (const char *const *q = VERBS; k && !ends_sentence && *q; q++) ends_sentence = !strcmp(*q, nx);
+            return !ends_sentence;
+        }
         /* titles come before a name; "Inc." or "Jr." may well end a sentence */
         static const char *const TITLES[] = {"Dr", "Mr", "Mrs", "Ms", "Prof", "St", "vs", "approx", NULL};
         for (const char *const *q = TITLES; *q; q++)
@@ -938,6 +1070,24 @@ static int word_is_verb(const mctx *m, const word *w) {
     return t >= 0 && m->ix->v.verb[t];
 }
 
+/* "crafting", "creating", "planning": a verb's -ing form (built-in verbs or ids' verbs). */
+static int gerund_is_verb(const mctx *m, const word *w) {
+    size_t n = strlen(w->low);
+    if (n < 6 || !ends(w->low, n, "ing")) return 0;
+    if (word_is_verb(m, w)) return 1;
+    word b = *w;
+    b.low[n - 3] = 0; /* craft(ing) */
+    if (word_is_verb(m, &b)) return 1;
+    b.low[n - 3] = 'e'; /* creat(e) */
+    b.low[n - 2] = 0;
+    if (word_is_verb(m, &b)) return 1;
+    if (n >= 7 && w->low[n - 4] == w->low[n - 5]) { /* plan(n)ing */
+        b.low[n - 4] = 0;
+        if (word_is_verb(m, &b)) return 1;
+    }
+    return 0;
+}
+
 /* Words that open a phrase about an earlier step ("after ...", "once ...", "upon ..."). */
 static int is_subordinator(const char *w) {
     static const char *const SUB[] = {"after", "once", "upon", "following", "having", "when", "whenever", "since",
@@ -959,6 +1109,23 @@ static int is_determiner(const char *w) {
 static int is_copula(const char *w) {
     return !strcmp(w, "is") || !strcmp(w, "are") || !strcmp(w, "was") || !strcmp(w, "were") || !strcmp(w, "has") ||
            !strcmp(w, "have");
+}
+
+/* Words that may stand between "and"/"," and the verb of a new request. */
+static int is_filler(const char *w) {
+    static const char *const F[] = {"also", "additionally", "please", "kindly", "help", "me", "us", "further", NULL};
+    for (const char *const *s = F; *s; s++)
+        if (!strcmp(*s, w)) return 1;
+    return 0;
+}
+
+/* A verb form that is no request: "-ing" ("taking into account"), "-ed" or a third person
+ * "-s" ("that accepts ... and produces ..."). */
+static int inflected(const char *w) {
+    size_t n = strlen(w);
+    if (n <= 4) return 0;
+    if (ends(w, n, "ing") || ends(w, n, "ed")) return 1;
+    return w[n - 1] == 's' && !ends(w, n, "ss") && !ends(w, n, "us") && !ends(w, n, "is");
 }
 
 static size_t content_words(const word *w, size_t a, size_t b) {
@@ -987,6 +1154,14 @@ static void split_clauses(mctx *m) {
             skip[i] = 1;
             if (i > 0 && !strcmp(w[i - 1].low, "and")) skip[i - 1] = 1;
         }
+        /* "..., followed by crafting a summary": a next request as a gerund */
+        if (!strcmp(w[i].low, "followed") && i + 2 < n && !strcmp(w[i + 1].low, "by") && !w[i + 2].in_quote &&
+            gerund_is_verb(m, &w[i + 2]) &&
+            content_words(w, i + 2, n) >= 2) {
+            cut[i] = 1;
+            skip[i] = skip[i + 1] = 1;
+            if (i > 0 && !strcmp(w[i - 1].low, "and")) skip[i - 1] = 1;
+        }
         if (!strcmp(w[i].low, "after") && i + 1 < n && !strcmp(w[i + 1].low, "that")) {
             cut[i] = 1;
             skip[i] = skip[i + 1] = 1;
@@ -1000,7 +1175,10 @@ static void split_clauses(mctx *m) {
         int at_comma = !is_and && w[i].comma_before;
         if (!is_and && !at_comma) continue;
         size_t next = is_and ? i + 1 : i;
-        if (!word_is_verb(m, &w[next])) continue;
+        /* "and also provide", "and help schedule", ", please check": a filler before the verb */
+        size_t vj = next;
+        while (vj + 1 < n && vj < next + 3 && !w[vj].in_quote && is_filler(w[vj].low)) vj++;
+        if (!word_is_verb(m, &w[vj]) || inflected(w[vj].low)) continue;
         size_t a = i;
         while (a > 0 && !cut[a]) a--;
         size_t b = next + 1;
@@ -1073,6 +1251,57 @@ static int clause_of(const mctx *m, size_t pos) {
 
 /* The context of a literal at [st, en): up to four words before and two after, never across a
  * sentence end, a clause separator or another quote. */
+/* Units and what a value in them measures ("30 minutes" is a duration, "$200" a price): the
+ * measure's words join a literal's context. First word: the unit(s); the rest: the measure. */
+static const char *const UNITS[][2] = {
+    {"minute minutes min mins hour hours hr hrs second seconds sec secs day days week weeks month months",
+     "duration time period length"},
+    {"dollar dollars usd eur euro euros gbp $", "price cost budget amount fee"},
+    {"kg kilogram kilograms gram grams g lb lbs pound pounds ton tons tonnes", "weight mass"},
+    {"km kilometer kilometers kilometre kilometres mile miles meter meters metre metres feet ft",
+     "distance length height width size"},
+    {"degree degrees celsius fahrenheit", "temperature"},
+    {"percent percentage %", "rate percentage ratio"},
+};
+
+static void add_stemmed(strset *s, const char *words) {
+    char w[TOK_MAX + 1];
+    while (*words) {
+        while (*words == ' ') words++;
+        size_t n = strcspn(words, " ");
+        if (n && n <= TOK_MAX) {
+            memcpy(w, words, n);
+            w[n] = 0;
+            stem(w);
+            strset_add_cb(s, w);
+        }
+        words += n;
+    }
+}
+
+static void unit_context(const char *t, literal *l, size_t st, size_t en) {
+    size_t len = strlen(t);
+    for (size_t u = 0; u < sizeof UNITS / sizeof *UNITS; u++) {
+        int hit = 0;
+        const char *p = UNITS[u][0];
+        while (*p && !hit) {
+            while (*p == ' ') p++;
+            size_t n = strcspn(p, " ");
+            if (n == 1 && !isalnum((unsigned char)*p)) { /* a symbol right before or after: "$200", "5%" */
+                hit = (st > 0 && t[st - 1] == *p) || (en < len && t[en] == *p);
+            } else if (n) {
+                /* the word right after the value ("30 minutes", "12.5 kg") */
+                size_t b = en;
+                while (b < len && (t[b] == ' ' || t[b] == '-')) b++;
+                hit = b + n <= len && !strncasecmp(t + b, p, n) &&
+                      (b + n == len || !word_char((unsigned char)t[b + n]));
+            }
+            p += n;
+        }
+        if (hit) add_stemmed(&l->ctx, UNITS[u][1]);
+    }
+}
+
 static void literal_context(mctx *m, literal *l, size_t st, size_t en) {
     const char *t = m->task;
     size_t len = strlen(t), a = st, b = en;
@@ -1092,6 +1321,27 @@ static void literal_context(mctx *m, literal *l, size_t st, size_t en) {
         b++;
     }
     tokenize(t + en, b - en, strset_add_cb, &l->ctx);
+    if (l->kind == L_NUM) unit_context(t, l, st, en);
+    /* "from Paris to Rome": the preposition right before a value says its role */
+    static const char *const ROLE[][2] = {{"from", "origin source departure start"},
+                                          {"to", "destination target arrival"},
+                                          {"into", "destination target"}};
+    size_t p = st;
+    while (p > 0 && (t[p - 1] == ' ' || t[p - 1] == '"' || t[p - 1] == '\'')) p--;
+    size_t q = p;
+    while (q > 0 && isalpha((unsigned char)t[q - 1])) q--;
+    for (size_t r = 0; r < sizeof ROLE / sizeof *ROLE; r++)
+        if (p - q == strlen(ROLE[r][0]) && !strncasecmp(t + q, ROLE[r][0], p - q) &&
+            (q == 0 || !word_char((unsigned char)t[q - 1])))
+            add_stemmed(&l->ctx, ROLE[r][1]);
+    int place = (p - q == 2 && (!strncasecmp(t + q, "in", 2) || !strncasecmp(t + q, "at", 2))) ||
+                (p - q == 4 && !strncasecmp(t + q, "near", 4));
+    /* "for Ann Lee": whom it is for */
+    int forwhom = p - q == 3 && !strncasecmp(t + q, "for", 3) && isupper((unsigned char)t[st]) &&
+                  l->kind == L_STR && !l->date && (q == 0 || !word_char((unsigned char)t[q - 1]));
+    if (forwhom) add_stemmed(&l->ctx, "name user customer client recipient patient guest owner person");
+    if (l->kind == L_STR && !l->date && place && (q == 0 || !word_char((unsigned char)t[q - 1])))
+        add_stemmed(&l->ctx, "location place venue site area region");
 }
 
 static literal *new_literal(mctx *m, int kind, size_t pos) {
@@ -1154,6 +1404,9 @@ static void extract_literals(mctx *m) {
             /* dates, times, ratios and ids ("2023-05-01", "12:30", "120/80", "3a7") are not numbers */
             int part = en < len && ((strchr("-/:", t[en]) && en + 1 < len && isdigit((unsigned char)t[en + 1])) ||
                                     (st > 0 && strchr("-/:", t[st - 1]) && st > 1 && isdigit((unsigned char)t[st - 2])));
+            /* a group of a dotted id ("192.168.1.10", "1.2.3") is no number either */
+            part = part || (en + 1 < len && t[en] == '.' && isdigit((unsigned char)t[en + 1])) ||
+                   (st > 1 && t[st - 1] == '.' && isdigit((unsigned char)t[st - 2]));
             if (!part) {
                 char buf[64];
                 size_t k = 0;
@@ -1388,13 +1641,18 @@ static void extract_spans(mctx *m, const unsigned char *qmask) {
         size_t w = i;
         while (w < e && word_char((unsigned char)t[w])) w++;
         int unit_only = lead_digit && digits_at(t, i) + (size_t)0 < e - i && w == e; /* 500mg */
-        if (e > i && (at || (alpha && digit && !unit_only) || (inner && (alpha || (digit && strchr(t + i, '/') && memchr(t + i, '/', e - i)))))) {
+        size_t seps = 0; /* "123-456-7890", "192.168.1.10": digit groups, two separators or more */
+        for (size_t k = i; k < e; k++) seps += t[k] == '-' || t[k] == '.';
+        int grouped = digit && !alpha && seps >= 2;
+        if (e > i && (at || grouped || (alpha && digit && !unit_only) ||
+                      (inner && (alpha || (digit && strchr(t + i, '/') && memchr(t + i, '/', e - i)))))) {
             /* "25-year-old", "5-minute": a measure used as an adjective; its number is the value */
             size_t dg = digits_at(t, i), q = i + dg;
             int measure_adj = dg && t[q] == '-' && isalpha((unsigned char)t[q + 1]);
             for (size_t k = q; measure_adj && k < e; k++)
                 if (!isalpha((unsigned char)t[k]) && t[k] != '-') measure_adj = 0;
-            if (!measure_adj && !(digit && !alpha && !at && memchr(t + i, '.', e - i) && !memchr(t + i, '/', e - i))) /* 1,000.5 */
+            int decimal = digit && !alpha && !at && memchr(t + i, '.', e - i) && !memchr(t + i, '/', e - i);
+            if (!measure_adj && (grouped || !decimal)) /* 1,000.5 is a number */
                 add_span(m, i, e, 1, 0);
             i = e;
             continue;
@@ -1407,7 +1665,8 @@ static void extract_spans(mctx *m, const unsigned char *qmask) {
                 size_t we = p;
                 while (we < len && (word_char((unsigned char)t[we]) || t[we] == '\'' || (t[we] == '-' && word_char((unsigned char)t[we + 1])))) we++;
                 if (qmask[p]) break;
-                int up = isupper((unsigned char)t[p]) || (nwords && isdigit((unsigned char)t[p]));
+                int up = isupper((unsigned char)t[p]) ||
+                         (nwords && isdigit((unsigned char)t[p]) && !memchr(t + p, '-', we - p)); /* not "16-foot" */
                 if (!up) break;
                 b = we;
                 nwords++;
@@ -1415,6 +1674,13 @@ static void extract_spans(mctx *m, const unsigned char *qmask) {
                 size_t q = we;
                 if (t[q] == '.' && t[q + 1] == ' ' && isupper((unsigned char)t[q + 2]) && abbrev_dot(t, q, len)) {
                     b = ++q;
+                } else if (t[q] == '.' && t[q + 1] == ' ' && islower((unsigned char)t[q + 2]) && we == p + 1 &&
+                           abbrev_dot(t, q, len)) {
+                    /* a genus initial and its species ("E. coli") */
+                    size_t r = q + 2;
+                    while (r < len && isalpha((unsigned char)t[r])) r++;
+                    if (r - (q + 2) >= 3) b = r;
+                    break;
                 }
                 if (t[q] != ' ') break;
                 q++;
@@ -1857,11 +2123,13 @@ static void fill_literals(mctx *m, mstep *st, mparam *ps, size_t np, int clause,
                           unsigned char *taken) {
     strset *pt = calloc(np ? np : 1, sizeof *pt);
     int *datey = calloc(np ? np : 1, sizeof *datey), *timey = calloc(np ? np : 1, sizeof *timey);
-    if (!pt || !datey || !timey) goto out;
+    int *yeary = calloc(np ? np : 1, sizeof *yeary);
+    if (!pt || !datey || !timey || !yeary) goto out;
     for (size_t i = 0; i < np; i++) {
         param_tokens(&pt[i], ps[i].name, ps[i].prop);
         datey[i] = strset_has(&pt[i], "dat") || strset_has(&pt[i], "day") || strset_has(&pt[i], "deadlin") ||
                    strset_has(&pt[i], "birthday") || strset_has(&pt[i], "when");
+        yeary[i] = strset_has(&pt[i], "year");
         timey[i] = strset_has(&pt[i], "tim") || strset_has(&pt[i], "hour") || strset_has(&pt[i], "clock") ||
                    strset_has(&pt[i], "when");
     }
@@ -1879,16 +2147,19 @@ static void fill_literals(mctx *m, mstep *st, mparam *ps, size_t np, int clause,
                         continue;
                     size_t ov = strset_overlap(&pt[i], &l->ctx);
                     int here = clause >= 0 && l->clause == clause;
-                    int dfit = (l->date == 1 && datey[i]) || (l->date == 2 && timey[i]);
+                    int dfit = (l->date == 1 && datey[i]) || (l->date == 2 && timey[i]) ||
+                               (yeary[i] && l->kind == L_NUM && l->is_int && l->num >= 1900 && l->num <= 2100);
                     if (round == 0) {
                         /* optional inputs only from a literal its words point at; required ones
                          * also from any literal of the clause being planned */
                         if (!ov && !dfit && !(ps[i].required && here)) continue;
+                        if (!here && !dfit && ov < 2) continue;
                     } else if (!ps[i].required) {
                         continue;
                     }
                     double sc = 2.0 * (double)ov + (here ? 1.0 : 0) + (ps[i].required ? 0.25 : 0) +
                                 0.3 * l->prio + (dfit ? 1.5 : 0) - (l->date && !dfit ? 1.0 : 0) -
+                                (!l->date && (datey[i] || timey[i]) && l->kind == L_STR ? DATE_MISS : 0) -
                                 (m->lused && m->lused[k] ? 0.8 : 0) - (taken[k] ? 1.0 : 0) -
                                 0.001 * (double)dist_to_clause(m, l, clause) -
                                 0.0001 * (double)k;
@@ -1900,6 +2171,9 @@ static void fill_literals(mctx *m, mstep *st, mparam *ps, size_t np, int clause,
                 }
             }
             if (best <= -1e9) break;
+            if (x4_log_enabled(X4_LOG_DEBUG))
+                x4_debug("matcher", "lit %s %s round %d ov %zu here %d score %.3f", st->s->id, ps[bp].name, round,
+                         strset_overlap(&pt[bp], &m->lit[bl].ctx), m->lit[bl].clause == clause, best);
             const char *bt = schema_type(ps[bp].prop);
             if (bt && !strcmp(bt, "array"))
                 json_object_set_new(st->inputs, ps[bp].name, literal_list(m, bl, json_object_get(ps[bp].prop, "items"), taken));
@@ -1915,6 +2189,7 @@ out:
     free(pt);
     free(datey);
     free(timey);
+    free(yeary);
 }
 
 
@@ -2084,6 +2359,40 @@ static int push_step(mctx *m, mstep *st) {
  * service (planned to feed another) must get every required input, or nothing is planned and
  * the caller tries another; a clause's own service may leave one out, and the final
  * validation names it. allow_chain: whether this service may pull in providers itself. */
+/* The last resort for a required input of a step the task asks for: a boolean true (asked
+ * for); unless the clause names the input yet gives no value for it ("the weather for my
+ * city": the caller is asked — validation names the input — rather than given a guess), a
+ * string takes the clause's text (what the task asks of this step, without a closing period),
+ * a list of strings that text alone, an object that declares no fields {}. Numbers stay open. */
+static int fill_from_clause(mctx *m, mstep *st, const char *param, const json_t *prop, int clause) {
+    const char *t = schema_type(prop);
+    if (!t || clause < 0 || (size_t)clause >= m->ncl) return 0;
+    if (!strcmp(t, "boolean")) {
+        json_object_set_new(st->inputs, param, json_true());
+        return 1;
+    }
+    strset nt = {0};
+    strset_text(&nt, param);
+    int named = nt.n && strset_overlap(&nt, &m->cl[clause].toks) == nt.n;
+    strset_free(&nt);
+    if (named) return 0;
+    if (!strcmp(t, "object") && !json_object_size(json_object_get(prop, "properties")) &&
+        !json_array_size(json_object_get(prop, "required"))) {
+        json_object_set_new(st->inputs, param, json_object());
+        return 1;
+    }
+    const json_t *items = json_object_get(prop, "items");
+    const char *it = items ? schema_type(items) : NULL;
+    int list = !strcmp(t, "array") && (!it || !strcmp(it, "string")) && !json_object_get(items, "enum");
+    if ((strcmp(t, "string") && !list) || json_object_get(prop, "enum")) return 0;
+    size_t a = m->cl[clause].start, b = m->cl[clause].end;
+    while (b > a && (isspace((unsigned char)m->task[b - 1]) || strchr(".,;", m->task[b - 1]))) b--;
+    if (b <= a) return 0;
+    json_t *v = json_stringn(m->task + a, b - a);
+    json_object_set_new(st->inputs, param, list ? json_pack("[o]", v) : v);
+    return 1;
+}
+
 static int plan_service(mctx *m, size_t ci, int clause, int depth, int chained, int allow_chain) {
     const x4_service *s = x4_catalog_at(m->cat, ci);
     size_t mark = m->nsteps;
@@ -2149,11 +2458,13 @@ static int plan_service(mctx *m, size_t ci, int clause, int depth, int chained, 
         }
         if (!ps[q].done && ps[q].required) ps[q].done = wire_weak(m, &st, ps[q].name, ps[q].prop, 0);
     }
-    /* e: chaining a provider */
+    /* e: chaining a provider; f: a required input of a step the task asks for still open takes
+     * what the task says of it: a text input the words of its clause, a flag true (asked for) */
     for (size_t q = 0; q < np; q++) {
         if (ps[q].done) continue;
         if (allow_chain) ps[q].done = wire_chain(m, &st, ci, ps[q].name, ps[q].prop, depth, ps[q].required);
         if (!ps[q].done && ps[q].required && chained) goto fail;
+        if (!ps[q].done && ps[q].required) ps[q].done = fill_from_clause(m, &st, ps[q].name, ps[q].prop, clause);
     }
     free(ps);
     ps = NULL;
@@ -2323,7 +2634,7 @@ static void preselect(mctx *m, ssize_t *pref) {
     if (m->prm.wire_bonus <= 0 || m->ncl < 2) return;
     jcand *cand = calloc(MAX_CAND, sizeof *cand);
     uint64_t *feed = NULL;
-    jstate *beam = calloc(BEAM_WIDTH, sizeof *beam), *next = calloc(BEAM_WIDTH * (BEAM_K + 1), sizeof *next);
+    jstate *beam = calloc(BEAM_WIDTH, sizeof *beam), *next = calloc(BEAM_WIDTH * (BEAM_K + 2), sizeof *next);
     size_t nc = 0, nbeam = 1;
     if (!cand || !beam || !next) goto out;
     size_t first[MAX_CLAUSES + 1];
@@ -2350,6 +2661,10 @@ static void preselect(mctx *m, ssize_t *pref) {
         }
     }
     first[m->ncl] = nc;
+    if (x4_log_enabled(X4_LOG_DEBUG))
+        for (size_t k = 0; k < nc; k++)
+            x4_debug("matcher", "cand clause %d %s %.3f", cand[k].clause, x4_catalog_at(m->cat, cand[k].svc)->id,
+                     cand[k].base);
     for (size_t k = 0; k < nc; k++) {
         const json_t *props = json_object_get(x4_catalog_at(m->cat, cand[k].svc)->input, "properties");
         for (size_t i = 0; i < cand[k].nin; i++)
@@ -2378,19 +2693,33 @@ static void preselect(mctx *m, ssize_t *pref) {
                 double have = cand[k].nin ? (double)__builtin_popcountll(fed | cand[k].evid) / (double)cand[k].nin : 1;
                 next[nn] = beam[s];
                 next[nn].pick[c] = (int)k;
-                next[nn].score += cand[k].base + m->prm.wire_bonus * share + m->prm.fill_bonus * have;
+                next[nn].score += cand[k].base + m->prm.wire_bonus * share + m->prm.fill_bonus * have -
+                                  m->prm.step_cost * m->cl[c].known;
                 next[nn].sum = sum;
                 nn++;
                 any = 1;
             }
-            if (!any) next[nn++] = beam[s];
+            /* or no step of its own (worth 0): a clause whose best service, with what the others
+             * feed it and the task gives it, does not outweigh step_cost adds nothing */
+            next[nn] = beam[s];
+            next[nn].pick[c] = any ? -2 : -1;
+            nn++;
         }
         qsort(next, nn, sizeof *next, jstate_cmp);
         nbeam = nn < BEAM_WIDTH ? nn : BEAM_WIDTH;
         memcpy(beam, next, nbeam * sizeof *beam);
     }
-    for (size_t c = 0; c < m->ncl; c++)
-        if (beam[0].pick[c] >= 0) pref[c] = (ssize_t)cand[beam[0].pick[c]].svc;
+    /* the best choice that plans something (none at all: the clauses decide alone) */
+    size_t best = nbeam;
+    for (size_t b = 0; b < nbeam && best == nbeam; b++)
+        for (size_t c = 0; c < m->ncl; c++)
+            if (beam[b].pick[c] >= 0) {
+                best = b;
+                break;
+            }
+    for (size_t c = 0; best < nbeam && c < m->ncl; c++)
+        if (beam[best].pick[c] >= 0) pref[c] = (ssize_t)cand[beam[best].pick[c]].svc;
+        else if (beam[best].pick[c] == -2) pref[c] = -2;
 out:
     for (size_t k = 0; cand && k < nc; k++) jcand_free(&cand[k]);
     free(cand);
@@ -2503,6 +2832,7 @@ int x4_planner_plan_lua(const x4_catalog *cat, const char *task, uint64_t max_co
         goto done;
     }
     split_clauses(&m);
+    if (x4_log_enabled(X4_LOG_DEBUG)) x4_debug("matcher", "task \"%.60s\": %zu clauses", task, m.ncl);
     m.whole.start = 0;
     m.whole.end = strlen(task);
     clause_prepare(&m, &m.whole);
@@ -2521,6 +2851,11 @@ int x4_planner_plan_lua(const x4_catalog *cat, const char *task, uint64_t max_co
     ssize_t pref[MAX_CLAUSES];
     preselect(&m, pref);
     for (size_t c = 0; c < m.ncl; c++) {
+        if (pref[c] == -2) { /* the joint choice gave this clause no step */
+            x4_debug("matcher", "clause %zu \"%.*s\": best - 0.000 (no step)", c, (int)(m.cl[c].end - m.cl[c].start),
+                     task + m.cl[c].start);
+            continue;
+        }
         score_clause(&m, &m.cl[c]);
         /* the joint choice goes first when it is still free */
         if (pref[c] >= 0 && !m.used[pref[c]] && eligible(&m, (size_t)pref[c])) {

@@ -4,11 +4,12 @@
  * descriptions, enum values; light stemming) built once per catalog version and cached.
  * Decomposition: the task is cut into clauses (sentences, "then/after that/finally", "and"/","
  * before a verb; back-references and purely descriptive sentences left out); each clause gets
- * at most one service, ranked by x4_planner_rank() over its BM25 score, the share of the
- * service's name it mentions, the rest of the task's words and how well the service can consume
- * outputs of the steps already planned, then chosen jointly for the whole task (services that
- * pass data to each other and whose inputs the task provides win); cheaper first on a tie and
- * within max_cost. Wiring: each input takes an earlier step's output of the same name, or of a
+ * at most one service, ranked by x4_planner_rank() over its BM25 score (with synonyms of its
+ * request verbs), the share of the service's name it mentions, the rest of the task's words
+ * and how well the service can consume outputs of the steps already planned, then chosen
+ * jointly for the whole task (services that pass data to each other and whose inputs the task
+ * provides win; a clause not worth step_cost gets none); cheaper first on a tie and within
+ * max_cost. Wiring: each input takes an earlier step's output of the same name, or of a
  * similar name/description and a compatible type; else a literal from the task (quoted
  * strings, numbers with units, amounts, ISO dates, times, proper-noun spans, lists, enum and
  * described example values, booleans, values named by the parameter) matched to the parameter
@@ -45,6 +46,8 @@ typedef struct {
     double sim_typed;        /* ... when both sides declare (compatible) types */
     double wire_bonus;       /* joint choice: × share of a service's inputs earlier choices feed */
     double fill_bonus;       /* joint choice: × share of its inputs fed or evidenced by the task */
+    double step_cost;        /* joint choice: what a clause's own step costs (× the share of its
+                              * words the catalog knows); a clause worth less gets no step */
 } x4_planner_params;
 
 void x4_planner_params_default(x4_planner_params *p);

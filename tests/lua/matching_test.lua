@@ -31,7 +31,7 @@ end
 
 -- weights: the shipped policy keeps the built-in weights (returns no change)
 function test_weights_keep_the_defaults()
-  local defaults = { bm25_k1 = 1.2, context_weight = 1.0, wire_bonus = 0.3 }
+  local defaults = { bm25_k1 = 1.2, context_weight = 1.0, wire_bonus = 0.3, step_cost = 0.7 }
   local w = matching.weights(defaults)
   t.eq(type(w), "table")
   t.eq(next(w), nil, "no weight changed")

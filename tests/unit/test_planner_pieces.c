@@ -4,8 +4,10 @@
  * numbers with units, dates, proper nouns, ids, enums and booleans in a plan); then one test
  * per later rule: abbreviations and back-references in decomposition, the joint choice, typed
  * wiring thresholds, weak wiring instead of an invalid plan, ISO dates, times, lists, values
- * named by the parameter, description examples, pronouns and measure adjectives; and the
- * planning latency ring behind /metrics (exec/planning.c). */
+ * named by the parameter, description examples, pronouns and measure adjectives; this round's:
+ * fillers, inflected verbs, gerunds and initials in decomposition, verb synonyms, the joint
+ * choice's step cost, the last resort for required inputs and dates for date-like inputs; and
+ * the planning latency ring behind /metrics (exec/planning.c). */
 #include <stdlib.h>
 
 #include "exec/planning.h"
@@ -370,6 +372,241 @@ X4_TEST(extraction_description_examples) {
     e = x4_planner_examples("the name of the city");
     CHECK_EQ_INT(json_array_size(e), 0);
     json_decref(e);
+}
+
+/* ---- this round's rules ------------------------------------------------------------------ */
+
+X4_TEST(decomposition_fillers_inflections_gerunds) {
+    x4_catalog *c = x4_catalog_new();
+    add(c, "{\"id\":\"produce_signal\",\"description\":\"Produce a digital signal\"}");
+    add(c, "{\"id\":\"craft_summary\",\"description\":\"Craft a short summary\"}");
+    /* a filler ("also", "kindly") between "and" and the verb still cuts */
+    const char *a[] = {"Create a playlist named Summer Hits", "also schedule a concert for the whole band"};
+    check_clauses(c, "Create a playlist named Summer Hits and also schedule a concert for the whole band", a, 2);
+    /* a third-person verb continues a relative clause ("that accepts ... and produces ...") */
+    const char *b[] = {"Design a controller that accepts analog inputs and produces digital output signals"};
+    check_clauses(c, "Design a controller that accepts analog inputs and produces digital output signals", b, 1);
+    const char *d[] = {"Design a controller that accepts analog inputs", "produce digital output signals"};
+    check_clauses(c, "Design a controller that accepts analog inputs and produce digital output signals", d, 2);
+    /* more built-in request verbs ("examine") */
+    const char *h[] = {"Collect the soil samples from the north field", "examine the acidity of each sample"};
+    check_clauses(NULL, "Collect the soil samples from the north field and examine the acidity of each sample", h, 2);
+    /* ", followed by crafting ...": a next request as a gerund */
+    const char *e[] = {"Find the key terms in the annual report", "crafting a concise summary of the content"};
+    check_clauses(c, "Find the key terms in the annual report, followed by crafting a concise summary of the content", e,
+                  2);
+    /* an initial ("F. Scott") continues the sentence; "Farmland A. Please ..." ends one */
+    const char *f[] = {"Measure the rainfall in Farmland A", "Please check the river level"};
+    check_clauses(c, "Measure the rainfall in Farmland A. Please check the river level.", f, 2);
+    const char *f2[] = {"Rent an excavator for Site A", "Check the soil of the whole site"};
+    check_clauses(c, "Rent an excavator for Site A. Check the soil of the whole site.", f2, 2);
+    const char *g[] = {"Catalog the novel by F. Scott Fitzgerald"};
+    check_clauses(c, "Catalog the novel by F. Scott Fitzgerald.", g, 1);
+    x4_catalog_unref(c);
+    json_t *l = x4_planner_literals("Measure the rainfall in Farmland A. Please check the river level.");
+    CHECK(lit(l, "Farmland A") != NULL);
+    json_decref(l);
+}
+
+/* The synonyms of a request verb join a clause's query: "propose" finds "recommend_books"
+ * although the catalog never says "propose"; without it the earlier record wins the tie. */
+X4_TEST(retrieval_verb_synonyms) {
+    x4_catalog *c = x4_catalog_new();
+    add(c, "{\"id\":\"rate_books\",\"description\":\"Rate books for a reader\",\"input\":{\"type\":\"object\","
+           "\"properties\":{\"reader\":{\"type\":\"string\"}},\"required\":[\"reader\"]}}");
+    add(c, "{\"id\":\"recommend_books\",\"description\":\"Recommend books for a reader\",\"input\":{\"type\":"
+           "\"object\",\"properties\":{\"reader\":{\"type\":\"string\"}},\"required\":[\"reader\"]}}");
+    json_t *plan = NULL, *draft = NULL;
+    char err[256] = "";
+    CHECK_EQ_INT(x4_planner_plan(c, "Propose some books for the reader \"Ann\"", X4_NO_MAX_COST, NULL, &plan, &draft,
+                                 err, sizeof err), 0);
+    CHECK_EQ_STR(step_service(plan, 0), "recommend_books");
+    json_decref(plan);
+    plan = NULL;
+    CHECK_EQ_INT(x4_planner_plan(c, "Evaluate some books for the reader \"Ann\"", X4_NO_MAX_COST, NULL, &plan, &draft,
+                                 err, sizeof err), 0);
+    CHECK_EQ_STR(step_service(plan, 0), "rate_books"); /* no synonym of "evaluate" in either: the tie */
+    json_decref(plan);
+    x4_catalog_unref(c);
+}
+
+/* The joint choice may give a clause no step: a clause whose best service (with what the
+ * other steps feed it and the task gives it) is worth less than step_cost adds nothing — here
+ * the remark about trees; step_cost 0 keeps every clause that matched at all. */
+X4_TEST(joint_choice_step_cost) {
+    x4_catalog *c = x4_catalog_new();
+    add(c, "{\"id\":\"measure_noise\",\"description\":\"Measure the noise level of a street\",\"input\":{\"type\":"
+           "\"object\",\"properties\":{\"street\":{\"type\":\"string\"}},\"required\":[\"street\"]},\"output\":{"
+           "\"type\":\"object\",\"properties\":{\"decibels\":{\"type\":\"number\"}}}}");
+    add(c, "{\"id\":\"write_report\",\"description\":\"Write a noise report for a city council\",\"input\":{\"type\":"
+           "\"object\",\"properties\":{\"decibels\":{\"type\":\"number\"}},\"required\":[\"decibels\"]}}");
+    add(c, "{\"id\":\"plant_trees\",\"description\":\"Plant trees along a street of a city, with a budget\","
+           "\"input\":{\"type\":\"object\",\"properties\":{\"count\":{\"type\":\"integer\"},\"budget\":{\"type\":"
+           "\"integer\"}},\"required\":[\"count\",\"budget\"]}}");
+    const char *task = "Measure the noise level of Main Street. Then write a noise report for the council. Many "
+                       "people walk along the street under the old trees every day.";
+    x4_planner_params p;
+    x4_planner_params_default(&p);
+    CHECK(p.step_cost > 0);
+    /* a weight like the others: named in the JSON matching.weights sees, settable, bounded */
+    json_t *wj = x4_planner_params_json(&p);
+    CHECK(json_is_number(json_object_get(wj, "step_cost")));
+    json_decref(wj);
+    char werr[128] = "";
+    json_t *set = json_pack("{s:f}", "step_cost", 0.25);
+    CHECK_EQ_INT(x4_planner_params_set(&p, set, werr, sizeof werr), 0);
+    CHECK(p.step_cost == 0.25);
+    json_decref(set);
+    set = json_pack("{s:f}", "step_cost", 1000.0);
+    CHECK_EQ_INT(x4_planner_params_set(&p, set, werr, sizeof werr), -1);
+    json_decref(set);
+    p.step_cost = 1.5; /* × the share of the clause's words this tiny catalog knows */
+    json_t *plan = NULL, *draft = NULL;
+    char err[256] = "";
+    x4_planner_plan(c, task, X4_NO_MAX_COST, &p, &plan, &draft, err, sizeof err);
+    json_t *pl = plan ? plan : draft;
+    CHECK_EQ_INT(json_array_size(json_object_get(pl, "steps")), 2);
+    CHECK_EQ_STR(step_service(pl, 1), "write_report");
+    json_decref(plan);
+    json_decref(draft);
+    /* no clause worth its cost: the best choice that plans one step, not every clause */
+    p.step_cost = 50;
+    plan = draft = NULL;
+    x4_planner_plan(c, task, X4_NO_MAX_COST, &p, &plan, &draft, err, sizeof err);
+    pl = plan ? plan : draft;
+    CHECK_EQ_INT(json_array_size(json_object_get(pl, "steps")), 1);
+    json_decref(plan);
+    json_decref(draft);
+    p.step_cost = 0;
+    plan = draft = NULL;
+    x4_planner_plan(c, task, X4_NO_MAX_COST, &p, &plan, &draft, err, sizeof err);
+    pl = plan ? plan : draft;
+    CHECK_EQ_INT(json_array_size(json_object_get(pl, "steps")), 3);
+    CHECK_EQ_STR(step_service(pl, 2), "plant_trees");
+    json_decref(plan);
+    json_decref(draft);
+    x4_catalog_unref(c);
+}
+
+/* A required input nothing in the task fills: a string takes the clause's words, a flag true,
+ * a list of strings the clause alone, a field-less object {} — unless the clause names the
+ * input without a value ("for my city"): then validation names it. A date-like input prefers
+ * a date over a nearer text literal; a year input takes a year-like integer. */
+X4_TEST(extraction_last_resort_and_dates) {
+    x4_catalog *c = x4_catalog_new();
+    add(c, "{\"id\":\"compose_poem\",\"description\":\"Compose a poem\",\"input\":{\"type\":\"object\",\"properties\":"
+           "{\"theme\":{\"type\":\"string\"},\"rhymed\":{\"type\":\"boolean\"},\"moods\":{\"type\":\"array\"},"
+           "\"style\":{\"type\":\"object\"}},\"required\":[\"theme\",\"rhymed\",\"moods\",\"style\"]}}");
+    add(c, "{\"id\":\"plan_meetup\",\"description\":\"Plan a meetup\",\"input\":{\"type\":\"object\",\"properties\":{"
+           "\"venue\":{\"type\":\"string\"},\"meetup_date\":{\"type\":\"string\",\"description\":\"date of the "
+           "meetup\"}},\"required\":[\"venue\",\"meetup_date\"]}}");
+    json_t *plan = NULL, *draft = NULL;
+    char err[512] = "";
+    CHECK_EQ_INT(x4_planner_plan(c, "Please compose a poem about autumn leaves.", X4_NO_MAX_COST, NULL, &plan, &draft,
+                                 err, sizeof err), 0);
+    json_t *in = json_object_get(json_array_get(json_object_get(plan, "steps"), 0), "inputs");
+    CHECK_EQ_STR(json_string_value(json_object_get(in, "theme")), "Please compose a poem about autumn leaves");
+    CHECK(json_is_true(json_object_get(in, "rhymed")));
+    CHECK_EQ_STR(json_string_value(json_array_get(json_object_get(in, "moods"), 0)),
+                 "Please compose a poem about autumn leaves");
+    CHECK(json_is_object(json_object_get(in, "style")) && json_object_size(json_object_get(in, "style")) == 0);
+    json_decref(plan);
+    plan = NULL;
+    /* "the theme I like": named, no value — not guessed */
+    CHECK_EQ_INT(x4_planner_plan(c, "Please compose a poem with the theme I like.", X4_NO_MAX_COST, NULL, &plan,
+                                 &draft, err, sizeof err), -1);
+    CHECK(strstr(err, "inputs.theme") != NULL);
+    json_decref(draft);
+    draft = NULL;
+    in = plan_inputs(c, "Plan a meetup at \"Cafe Blue\", with the date chosen by \"Acme Club\": May 3, 2025.", 0);
+    CHECK_EQ_STR(json_string_value(json_object_get(in, "meetup_date")), "2025-05-03");
+    json_decref(in);
+    /* a year-like integer fills an input about a year, though no word around it says "year" */
+    add(c, "{\"id\":\"get_policy\",\"description\":\"Get a policy document\",\"input\":{\"type\":\"object\","
+           "\"properties\":{\"code\":{\"type\":\"string\"},\"year\":{\"type\":\"integer\"},\"pages\":{\"type\":"
+           "\"integer\"}},\"required\":[\"code\"]}}");
+    in = plan_inputs(c, "Get the policy document \"PP-1\" issued by the ministry in 2023.", 0);
+    CHECK_EQ_INT(json_integer_value(json_object_get(in, "year")), 2023);
+    CHECK(json_object_get(in, "pages") == NULL);
+    json_decref(in);
+    x4_catalog_unref(c);
+}
+
+/* A literal of another clause fills an input only when two of the words around it name the
+ * input: "the city of Oslo" (one word) is the weather's city, not the hotel's. */
+X4_TEST(extraction_far_literals_need_two_words) {
+    x4_catalog *c = x4_catalog_new();
+    add(c, "{\"id\":\"get_weather\",\"description\":\"Weather of a city\",\"input\":{\"type\":\"object\",\"properties\":"
+           "{\"city\":{\"type\":\"string\"}},\"required\":[\"city\"]},\"output\":{\"type\":\"object\",\"properties\":"
+           "{\"forecast\":{\"type\":\"string\"}}}}");
+    add(c, "{\"id\":\"book_hotel\",\"description\":\"Book a hotel room\",\"input\":{\"type\":\"object\",\"properties\":"
+           "{\"guests\":{\"type\":\"integer\"},\"city\":{\"type\":\"string\",\"description\":\"hotel city\"}},"
+           "\"required\":[\"guests\"]}}");
+    json_t *in = plan_inputs(c, "Get the weather in the city of \"Oslo\". Then book a hotel room for 2 guests.", 1);
+    CHECK(in && json_integer_value(json_object_get(in, "guests")) == 2);
+    CHECK(in && json_object_get(in, "city") == NULL);
+    json_decref(in);
+    in = plan_inputs(c, "Get the weather in the hotel city \"Oslo\". Then book a hotel room for 2 guests.", 1);
+    CHECK_EQ_STR(json_string_value(json_object_get(in, "city")), "Oslo");
+    json_decref(in);
+    x4_catalog_unref(c);
+}
+
+/* A number's unit says what it measures: "90 minutes" fills a duration, "$250" a budget, even
+ * when no word around them names the input. */
+X4_TEST(extraction_units_name_the_measure) {
+    x4_catalog *c = x4_catalog_new();
+    add(c, "{\"id\":\"book_spa\",\"description\":\"Book a spa session\",\"input\":{\"type\":\"object\","
+           "\"properties\":{\"guests\":{\"type\":\"integer\"},\"duration\":{\"type\":\"integer\"},\"budget\":{"
+           "\"type\":\"number\"}},\"required\":[\"guests\"]}}");
+    json_t *in = plan_inputs(c, "Book a spa session for 2 guests: 90 minutes of massage, within $250.", 0);
+    CHECK_EQ_INT(json_integer_value(json_object_get(in, "guests")), 2);
+    CHECK_EQ_INT(json_integer_value(json_object_get(in, "duration")), 90);
+    CHECK(json_number_value(json_object_get(in, "budget")) == 250);
+    json_decref(in);
+    x4_catalog_unref(c);
+}
+
+/* The preposition before a value says its role: "from" an origin, "to" a destination, "in" /
+ * "at" / "near" a place, "for" before a name a person — whatever order the inputs come in. */
+X4_TEST(extraction_prepositions_name_the_role) {
+    x4_catalog *c = x4_catalog_new();
+    add(c, "{\"id\":\"book_train\",\"description\":\"Book a train seat\",\"input\":{\"type\":\"object\","
+           "\"properties\":{\"destination\":{\"type\":\"string\"},\"origin\":{\"type\":\"string\"}},"
+           "\"required\":[\"destination\",\"origin\"]}}");
+    add(c, "{\"id\":\"find_hotel\",\"description\":\"Find a hotel\",\"input\":{\"type\":\"object\",\"properties\":"
+           "{\"stars\":{\"type\":\"integer\"},\"location\":{\"type\":\"string\"}},\"required\":[\"stars\"]}}");
+    json_t *in = plan_inputs(c, "Book a train seat from City A to City B.", 0);
+    CHECK_EQ_STR(json_string_value(json_object_get(in, "origin")), "City A");
+    CHECK_EQ_STR(json_string_value(json_object_get(in, "destination")), "City B");
+    json_decref(in);
+    in = plan_inputs(c, "Find a hotel with 4 stars in Lisbon.", 0);
+    CHECK_EQ_STR(json_string_value(json_object_get(in, "location")), "Lisbon");
+    json_decref(in);
+    /* "for" before a name: whom it is for */
+    add(c, "{\"id\":\"open_account\",\"description\":\"Open a bank account\",\"input\":{\"type\":\"object\","
+           "\"properties\":{\"kind\":{\"type\":\"string\",\"enum\":[\"savings\",\"checking\"]},\"customer\":{"
+           "\"type\":\"string\"}},\"required\":[\"kind\"]}}");
+    in = plan_inputs(c, "Open a savings bank account for Ann Lee.", 0);
+    CHECK_EQ_STR(json_string_value(json_object_get(in, "customer")), "Ann Lee");
+    json_decref(in);
+    x4_catalog_unref(c);
+}
+
+/* Digit groups ("123-456-7890", "192.168.1.10") are ids, not numbers or nothing; "E. coli" is
+ * one name; a measure adjective ends a name ("Old Town 16-foot canoe"), "Room 101" does not. */
+X4_TEST(extraction_grouped_ids_and_species) {
+    json_t *a = x4_planner_literals("Call 123-456-7890 about E. coli in 192.168.1.10, the Old Town 16-foot canoe "
+                                    "and Room 101.");
+    CHECK(lit(a, "123-456-7890") != NULL && lit(a, "192.168.1.10") != NULL);
+    CHECK(lit(a, "192.168") == NULL && lit(a, "1.10") == NULL);
+    CHECK(lit(a, "E. coli") != NULL && lit(a, "E") == NULL);
+    CHECK(lit(a, "Old Town") != NULL && lit(a, "Old Town 16-foot") == NULL);
+    CHECK(lit(a, "Room 101") != NULL);
+    json_decref(a);
+    a = x4_planner_literals("The range is 50-60 and the price 1,000.5.");
+    CHECK(lit(a, "50-60") == NULL); /* one separator: a range, not an id */
+    json_decref(a);
 }
 
 X4_TEST(planning_latency_quantiles) {
