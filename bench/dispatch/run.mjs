@@ -19,6 +19,7 @@
 // whose dependencies finish together still takes two commits. The commits dominate.
 // The x402r workflows run as in bench/throughput (create → approve → completion over
 // WebSocket), at each concurrency in --concurrency (1 = the bare latency, higher = under load).
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import {
   ROOT, argsOf, f2, log, machineLine, makeClient, measureLoop, median, quantile, setupEnv, spawnReady, startEngine,
@@ -77,6 +78,7 @@ async function main() {
         log(`concurrency ${conc}, run ${run}/${RUNS}: ${SECONDS} s`);
         await svcReq('GET', '/trace'); // forget the warm-up of the previous round
         const ids = new Set();
+        const load1 = loadavg()[0]; // the shared machine's noise, reported with the run
         const one = diamondWorkflow(engine, req, 'ws');
         const m = await measureLoop({
           name: 'x402r', wait: 'ws', cpuPids: {}, seconds: SECONDS, warmup: WARMUP, conc,
@@ -85,18 +87,19 @@ async function main() {
         const t = await svcReq('GET', '/trace');
         const iv = intervals(t.json.calls, ids);
         runs.push({ wps: m.wps, n: iv.join.length, fo50: quantile(iv.fanout, 0.5), fo99: quantile(iv.fanout, 0.99),
-          j50: quantile(iv.join, 0.5), j99: quantile(iv.join, 0.99), e50: m.p50 });
-        log(`  join p50 ${f2(runs.at(-1).j50)} ms p99 ${f2(runs.at(-1).j99)} ms over ${iv.join.length} workflows`);
+          j50: quantile(iv.join, 0.5), j99: quantile(iv.join, 0.99), e50: m.p50, load1 });
+        log(`  fan-out p50 ${f2(runs.at(-1).fo50)} ms, join p50 ${f2(runs.at(-1).j50)} ms p99 ${f2(runs.at(-1).j99)} ms over ` +
+          `${iv.join.length} workflows (load average ${f2(load1)})`);
       }
       const col = (k) => median(runs.map((r) => r[k]));
-      rows.push({ conc, wps: col('wps'), n: Math.round(col('n')), fo50: col('fo50'), fo99: col('fo99'), j50: col('j50'), j99: col('j99'), e50: col('e50') });
+      rows.push({ conc, wps: col('wps'), n: Math.round(col('n')), fo50: col('fo50'), fo99: col('fo99'), j50: col('j50'), j99: col('j99'), e50: col('e50'), load1: col('load1') });
     }
     const head = `${SMOKE ? 'Smoke run' : `Median of ${RUNS} run(s)`}: ${SECONDS} s measured (after ${WARMUP} s warm-up) per concurrency; ` +
       'the free diamond a → b, c → d of bench/throughput, completion over WebSocket.';
     const out = [];
-    out.push('| workflows in flight | workflows/s | workflows measured | fan-out a → b, c p50 ms | fan-out p99 ms | join b, c → d p50 ms | join p99 ms | end-to-end p50 ms |');
-    out.push('|---|---|---|---|---|---|---|---|');
-    for (const r of rows) out.push(`| ${r.conc} | ${f2(r.wps)} | ${r.n} | ${f2(r.fo50)} | ${f2(r.fo99)} | ${f2(r.j50)} | ${f2(r.j99)} | ${f2(r.e50)} |`);
+    out.push('| workflows in flight | workflows/s | workflows measured | fan-out a → b, c p50 ms | fan-out p99 ms | join b, c → d p50 ms | join p99 ms | end-to-end p50 ms | load average (1 min) |');
+    out.push('|---|---|---|---|---|---|---|---|---|');
+    for (const r of rows) out.push(`| ${r.conc} | ${f2(r.wps)} | ${r.n} | ${f2(r.fo50)} | ${f2(r.fo99)} | ${f2(r.j50)} | ${f2(r.j99)} | ${f2(r.e50)} | ${f2(r.load1)} |`);
     const tbl = out.join('\n');
     const machine = machineLine(env);
     console.log(`${head}\n${machine}\n\n${tbl}`);
@@ -108,7 +111,7 @@ async function main() {
         'the dependency\'s `succeeded` (stored before anything acts on it) and the dependent\'s `running` (stored ' +
         'before its request is sent) — one transaction when that success is what makes the dependent ready (the ' +
         'fan-out; a join whose other dependencies had already landed), two when the join\'s dependencies finish ' +
-        'together.\n');
+        'together. Load average: the machine\'s 1-minute load when each run starts (2 cores, shared).\n');
     }
     const ok = rows.every((r) => r.n > 0 && Number.isFinite(r.j50));
     if (!ok) log('no workflow measured');

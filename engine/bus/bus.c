@@ -488,6 +488,7 @@ static void bus_poll_cb(uv_poll_t *handle, int status, int events) {
     redisAsyncContext *ac = p->context;
     if (!ac) return;
     if (status < 0) {
+        p->events = 0; /* libuv stopped the handle: the next add hook must start it again */
         if (!(ac->c.flags & REDIS_CONNECTED)) {
             redisAsyncHandleWrite(ac); /* the connect check reads SO_ERROR and fails the attempt */
             return;
@@ -511,23 +512,31 @@ static void bus_ev_update(redisLibuvEvents *p) {
     if (p->events) uv_poll_start(&p->handle, p->events, bus_poll_cb);
     else uv_poll_stop(&p->handle);
 }
+/* hiredis calls the add hooks after every read and every command, whether or not the event is
+ * already watched; uv_poll_start() always re-registers the descriptor (an epoll DEL and ADD),
+ * uv_poll_stop() on a stopped handle still issues a DEL. p->events is what the handle watches,
+ * so only a change reaches libuv (4 epoll_ctl fewer per PUBLISH, 2 per subscriber read). */
 static void bus_ev_add_read(void *privdata) {
     redisLibuvEvents *p = privdata;
+    if (p->events & UV_READABLE) return;
     p->events |= UV_READABLE;
     bus_ev_update(p);
 }
 static void bus_ev_del_read(void *privdata) {
     redisLibuvEvents *p = privdata;
+    if (!(p->events & UV_READABLE)) return;
     p->events &= ~UV_READABLE;
     bus_ev_update(p);
 }
 static void bus_ev_add_write(void *privdata) {
     redisLibuvEvents *p = privdata;
+    if (p->events & UV_WRITABLE) return;
     p->events |= UV_WRITABLE;
     bus_ev_update(p);
 }
 static void bus_ev_del_write(void *privdata) {
     redisLibuvEvents *p = privdata;
+    if (!(p->events & UV_WRITABLE)) return;
     p->events &= ~UV_WRITABLE;
     bus_ev_update(p);
 }

@@ -22,7 +22,21 @@
  * - h2o_context_dispose() runs a nested uv_run(NOWAIT) (to reap its timer handles), which would
  *   run unrelated callbacks of other modules from inside ours; ctx_dispose() below does the same
  *   work without it, and the handles it closes (embedded in x4_http) are reaped by freeing x4_http
- *   two close-batches later. */
+ *   two close-batches later.
+ *
+ * Sending (the fan-out path, bench/wsscale). h2o 2.2.5's WebSocket send path writes one frame per
+ * h2o_socket_write (a uv_write: one write(2), its completion through libuv's pending queue, and
+ * an epoll_ctl when libuv drops POLLOUT again) and sends the next frame only after that
+ * completion. So data messages do not go through wslay: x4_ws_send_text frames them itself (a
+ * server frame is a 2-10 byte header and the unmasked payload) into the x4_ws's own buffer and
+ * marks it dirty; once per loop turn, just before the loop polls (a uv_prepare), each dirty
+ * socket gets everything queued to it in one send(2) straight on the descriptor when nothing of
+ * h2o's is being written (libuv's write queue is then empty, as for uv_try_write), and only a
+ * remainder the kernel did not take goes through h2o_socket_write (libuv waits for POLLOUT).
+ * wslay keeps the receive side and the control frames (pong, close), which go out between our
+ * writes, never inside one (wslay hands h2o whole frames, and its writes and ours both wait for
+ * h2o_socket_is_writing() to clear). Closing discards data not yet handed to the socket, as
+ * wslay's control-first queue did: the close frame goes next. */
 #include "http/server.h"
 
 #include <arpa/inet.h>
@@ -37,6 +51,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "core/log.h"
 
@@ -62,6 +77,7 @@ struct x4_http {
     x4_http_opts opts;
     uv_tcp_t listener;
     uv_idle_t reaper; /* finalizes dead WebSockets */
+    uv_prepare_t flusher; /* writes what the dirty WebSockets queued, once per loop turn */
     uv_idle_t final;  /* last handle closed before free() */
     h2o_globalconf_t config;
     h2o_context_t ctx;
@@ -72,6 +88,8 @@ struct x4_http {
     x4_ws *ws_head;
     size_t nws;
     x4_ws *pend_head, *pend_tail;
+    x4_ws *dirty_head; /* WebSockets with data to write (doubly linked through dprev/dnext) */
+    int flusher_on;
 };
 
 struct req_link {
@@ -102,6 +120,14 @@ struct x4_ws {
     uv_timer_t timer;   /* close grace period */
     x4_ws *prev, *next; /* h->ws_head */
     x4_ws *pnext;       /* h->pend_head */
+    /* data frames (see the top comment) */
+    char *out;          /* framed messages not yet handed to the socket */
+    size_t out_len, out_cap, out_msgs;
+    char *wbuf;         /* our h2o_socket_write in flight (NULL: none) */
+    size_t wbuf_len, wbuf_msgs;
+    int dirty;          /* on h->dirty_head */
+    int fd;             /* the socket's descriptor (-1: not plain TCP; -2: not looked up yet) */
+    x4_ws *dprev, *dnext;
 };
 
 static void maybe_finish(x4_http *h);
@@ -240,10 +266,31 @@ static void on_ws_timer_closed(uv_handle_t *handle) {
     maybe_finish(h);
 }
 
+static void ws_dirty_unlink(x4_ws *ws) {
+    if (!ws->dirty) return;
+    if (ws->dprev) ws->dprev->dnext = ws->dnext;
+    else ws->h->dirty_head = ws->dnext;
+    if (ws->dnext) ws->dnext->dprev = ws->dprev;
+    ws->dprev = ws->dnext = NULL;
+    ws->dirty = 0;
+}
+
+static void ws_out_discard(x4_ws *ws) {
+    free(ws->out);
+    ws->out = NULL;
+    ws->out_len = ws->out_cap = ws->out_msgs = 0;
+}
+
 static void ws_finalize(x4_ws *ws) {
     x4_http *h = ws->h;
+    /* h2o_socket_close() clears the socket's write callback and libuv never touches the bytes of a
+     * cancelled write again, so an in-flight wbuf can go with it */
     h2o_websocket_close(ws->conn); /* closes the socket, frees the wslay context and the conn */
     ws->conn = NULL;
+    ws_dirty_unlink(ws);
+    ws_out_discard(ws);
+    free(ws->wbuf);
+    ws->wbuf = NULL;
     if (ws->prev) ws->prev->next = ws->next;
     else h->ws_head = ws->next;
     if (ws->next) ws->next->prev = ws->prev;
@@ -279,11 +326,157 @@ static void ws_grace_cb(uv_timer_t *t) {
 static void ws_start_close(x4_ws *ws, uint16_t code, const char *reason) {
     if (ws->state != WS_OPEN) return;
     ws->state = WS_CLOSING;
+    ws_out_discard(ws); /* the close frame goes next (an in-flight write of ours completes first) */
     size_t rlen = reason ? strlen(reason) : 0;
     if (rlen > 120) rlen = 120;
     wslay_event_queue_close(ws->conn->ws_ctx, code, (const uint8_t *)reason, rlen);
     uv_timer_start(&ws->timer, ws_grace_cb, WS_CLOSE_GRACE_MS, 0);
     ws_kick(ws);
+}
+
+/* Messages and bytes waiting for this socket: ours (buffered and in flight) and wslay's. */
+static size_t ws_queued_msgs(const x4_ws *ws) {
+    size_t n = ws->out_msgs + ws->wbuf_msgs;
+    if (ws->conn) n += wslay_event_get_queued_msg_count(ws->conn->ws_ctx);
+    return n;
+}
+
+static size_t ws_queued_bytes(const x4_ws *ws) {
+    size_t n = ws->out_len + ws->wbuf_len;
+    if (ws->conn) n += wslay_event_get_queued_msg_length(ws->conn->ws_ctx);
+    return n;
+}
+
+/* Appends one unfragmented, unmasked text frame (RFC 6455 5.2) to ws->out. */
+static int ws_out_append(x4_ws *ws, const char *data, size_t len) {
+    uint8_t hdr[10];
+    size_t hl;
+    hdr[0] = 0x81; /* FIN, text */
+    if (len < 126) {
+        hdr[1] = (uint8_t)len;
+        hl = 2;
+    } else if (len <= 0xffff) {
+        hdr[1] = 126;
+        hdr[2] = (uint8_t)(len >> 8);
+        hdr[3] = (uint8_t)len;
+        hl = 4;
+    } else {
+        hdr[1] = 127;
+        for (int i = 0; i < 8; i++) hdr[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+        hl = 10;
+    }
+    if (len > SIZE_MAX - hl - ws->out_len) return -1;
+    size_t need = ws->out_len + hl + len;
+    if (need > ws->out_cap) {
+        size_t cap = ws->out_cap ? ws->out_cap : 256;
+        while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+        char *p = realloc(ws->out, cap);
+        if (p == NULL) return -1;
+        ws->out = p;
+        ws->out_cap = cap;
+    }
+    memcpy(ws->out + ws->out_len, hdr, hl);
+    if (len) memcpy(ws->out + ws->out_len + hl, data, len);
+    ws->out_len = need;
+    ws->out_msgs++;
+    return 0;
+}
+
+static void flusher_cb(uv_prepare_t *p);
+
+static void ws_mark_dirty(x4_ws *ws) {
+    x4_http *h = ws->h;
+    if (ws->dirty) return;
+    ws->dirty = 1;
+    ws->dprev = NULL;
+    ws->dnext = h->dirty_head;
+    if (h->dirty_head) h->dirty_head->dprev = ws;
+    h->dirty_head = ws;
+    if (!h->flusher_on) {
+        h->flusher_on = 1;
+        uv_prepare_start(&h->flusher, flusher_cb);
+    }
+}
+
+static void on_ws_write_done(h2o_socket_t *sock, const char *err) {
+    h2o_websocket_conn_t *conn = sock->data;
+    x4_ws *ws = conn->data;
+    free(ws->wbuf);
+    ws->wbuf = NULL;
+    ws->wbuf_len = ws->wbuf_msgs = 0;
+    if (err != NULL) { /* what h2o's own write completion does: the connection is over */
+        ws_mark_dead(ws);
+        return;
+    }
+    if (ws->state == WS_DEAD) return;
+    ws_kick(ws); /* wslay's frames that waited for our write (a pong, the close) */
+    if (ws->out_len && ws->state != WS_DEAD) ws_mark_dirty(ws);
+}
+
+/* Hands ws->out to the socket: one send(2) when the socket is idle, h2o for what is left. */
+static void ws_flush(x4_ws *ws) {
+    if (ws->state == WS_DEAD || ws->conn == NULL || ws->out_len == 0) return;
+    h2o_socket_t *sock = ws->conn->sock;
+    if (sock == NULL) { /* the 101 is still being written */
+        if (!ws->upgrade_failed) ws_mark_dirty(ws);
+        return;
+    }
+    if (h2o_socket_is_writing(sock)) {
+        /* ours: its completion marks us dirty again; wslay's: try again next turn */
+        if (ws->wbuf == NULL) ws_mark_dirty(ws);
+        return;
+    }
+    size_t off = 0;
+    if (ws->fd == -2) ws->fd = sock->ssl == NULL ? h2o_socket_get_fd(sock) : -1;
+    int fd = ws->fd;
+    if (fd >= 0) {
+        ssize_t n;
+        do n = send(fd, ws->out, ws->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        while (n < 0 && errno == EINTR);
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) { /* reset, broken pipe: over */
+            ws_out_discard(ws);
+            ws_mark_dead(ws);
+            return;
+        }
+        if (n > 0) off = (size_t)n;
+        sock->bytes_written += off;
+    }
+    if (off == ws->out_len) {
+        ws->out_len = ws->out_msgs = 0;
+        /* keep a small buffer for the next event; a catch-up page's is given back (20,000 idle
+         * streams must not each hold one) */
+        if (ws->out_cap > 512) ws_out_discard(ws);
+        return;
+    }
+    /* the kernel's send buffer is full: the rest waits for POLLOUT in h2o/libuv */
+    if (off) memmove(ws->out, ws->out + off, ws->out_len - off);
+    ws->wbuf = ws->out;
+    ws->wbuf_len = ws->out_len - off;
+    ws->wbuf_msgs = ws->out_msgs;
+    ws->out = NULL;
+    ws->out_len = ws->out_cap = ws->out_msgs = 0;
+    h2o_iovec_t buf = h2o_iovec_init(ws->wbuf, ws->wbuf_len);
+    h2o_socket_write(sock, &buf, 1, on_ws_write_done);
+}
+
+/* The loop's prepare phase: after this turn's callbacks, right before it polls. WebSockets are
+ * finalized only in the reaper (an idle callback), never from here, so the detached list stays
+ * valid while it is walked. */
+static void flusher_cb(uv_prepare_t *p) {
+    x4_http *h = p->data;
+    x4_ws *ws = h->dirty_head;
+    h->dirty_head = NULL;
+    while (ws) {
+        x4_ws *next = ws->dnext;
+        ws->dirty = 0;
+        ws->dprev = ws->dnext = NULL;
+        ws_flush(ws); /* may put ws back on h->dirty_head for the next turn */
+        ws = next;
+    }
+    if (h->dirty_head == NULL) {
+        h->flusher_on = 0;
+        uv_prepare_stop(&h->flusher);
+    }
 }
 
 /* h2o's message callback; arg == NULL when the connection is over. */
@@ -319,8 +512,8 @@ static void on_ws_event(h2o_websocket_conn_t *conn, const struct wslay_event_on_
     /* A peer that sends pings but never reads grows the queue with pongs. (Our own sends stay
      * within the caps, the single oversized message aside: hence strictly over, and count > 1.) */
     const x4_http_opts *o = &ws->h->opts;
-    size_t count = wslay_event_get_queued_msg_count(conn->ws_ctx);
-    size_t bytes = wslay_event_get_queued_msg_length(conn->ws_ctx);
+    size_t count = ws_queued_msgs(ws);
+    size_t bytes = ws_queued_bytes(ws);
     if (ws->state == WS_OPEN && ((o->ws_queue_max && count > o->ws_queue_max) ||
                                  (o->ws_queue_max_bytes && count > 1 && bytes > o->ws_queue_max_bytes))) {
         ws->dispatching = 1;
@@ -332,9 +525,10 @@ static void on_ws_event(h2o_websocket_conn_t *conn, const struct wslay_event_on_
 int x4_ws_send_text(x4_ws *ws, const char *data, size_t len) {
     if (ws == NULL || ws->state != WS_OPEN) return -1;
     const x4_http_opts *o = &ws->h->opts;
-    wslay_event_context_ptr ctx = ws->conn->ws_ctx;
-    size_t count = wslay_event_get_queued_msg_count(ctx);
-    size_t bytes = wslay_event_get_queued_msg_length(ctx);
+    /* Our data only: wslay's queue holds control frames, capped in on_ws_event (and reading it
+     * would touch one more cache line per delivery). */
+    size_t count = ws->out_msgs + ws->wbuf_msgs;
+    size_t bytes = ws->out_len + ws->wbuf_len;
     /* One message bigger than the byte cap still goes into an empty queue: refusing it would
      * drop a healthy client over and over again. (0 = no cap.) */
     if ((o->ws_queue_max && count + 1 > o->ws_queue_max) ||
@@ -343,10 +537,13 @@ int x4_ws_send_text(x4_ws *ws, const char *data, size_t len) {
         ws_start_close(ws, 1008, "send queue full");
         return -1;
     }
-    struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)data, len};
-    if (wslay_event_queue_msg(ctx, &msg) != 0) return -1;
-    ws_kick(ws);
-    return ws->state == WS_DEAD ? -1 : 0;
+    if (ws_out_append(ws, data, len) != 0) {
+        x4_warn(MOD, "websocket send: out of memory: closing 1011");
+        ws_start_close(ws, 1011, "out of memory");
+        return -1;
+    }
+    ws_mark_dirty(ws);
+    return 0;
 }
 
 void x4_ws_close(x4_ws *ws, uint16_t code, const char *reason) {
@@ -355,7 +552,7 @@ void x4_ws_close(x4_ws *ws, uint16_t code, const char *reason) {
 
 size_t x4_ws_queued(const x4_ws *ws) {
     if (ws == NULL || ws->conn == NULL) return 0;
-    return wslay_event_get_queued_msg_count(ws->conn->ws_ctx);
+    return ws_queued_msgs(ws);
 }
 
 void *x4_ws_data(const x4_ws *ws) { return ws ? ws->ud : NULL; }
@@ -550,6 +747,7 @@ x4_ws *x4_req_upgrade(x4_req *xr, x4_ws_msg_cb on_msg, x4_ws_close_cb on_close, 
     ws->on_close = on_close;
     ws->ud = ud;
     ws->state = WS_OPEN;
+    ws->fd = -2; /* not looked up yet: the socket exists once the 101 is written */
     uv_timer_init(h->loop, &ws->timer);
     ws->timer.data = ws;
     h->handles++;
@@ -613,6 +811,7 @@ static void on_reaper_closed(uv_handle_t *handle) {
 static void maybe_finish(x4_http *h) {
     if (!h->closing || h->finished || h->handles != 0) return;
     h->finished = 1;
+    uv_close((uv_handle_t *)&h->flusher, NULL); /* reaped in the same batch as the reaper */
     uv_close((uv_handle_t *)&h->reaper, on_reaper_closed);
     if (h->h2o_ready) {
         ctx_dispose(&h->ctx);
@@ -704,6 +903,9 @@ int x4_http_open(x4_http **out, uv_loop_t *loop, const x4_http_opts *opts, char 
 
     uv_idle_init(loop, &h->reaper);
     h->reaper.data = h;
+    uv_prepare_init(loop, &h->flusher);
+    h->flusher.data = h;
+    uv_unref((uv_handle_t *)&h->flusher); /* the sockets keep the loop alive, not the flusher */
     *out = h;
     return 0;
 

@@ -8,9 +8,11 @@
  * dropped and the x4_req freed: x4_req stays valid until it is answered, never longer.
  *
  * WebSocket: x4_req_upgrade() turns a handshake request into an x4_ws. Each x4_ws has its own
- * bounded send queue (wslay's queue, counted): a send that would exceed ws_queue_max messages
- * or ws_queue_max_bytes closes that connection (1008 "send queue full") and returns -1, so a
- * slow reader can never stall the others; it may reconnect and resume with ?since=. close_cb
+ * bounded send queue (framed messages not yet written, counted): a send that would exceed
+ * ws_queue_max messages or ws_queue_max_bytes closes that connection (1008 "send queue full")
+ * and returns -1, so a slow reader can never stall the others; it may reconnect and resume with
+ * ?since=. A send only queues: what a connection queued during one loop turn is written at the
+ * end of that turn, in one send(2) when the socket can take it (server.c). close_cb
  * runs exactly once per x4_ws, never from inside x4_ws_send()/x4_ws_close(), always later on
  * the loop; the x4_ws is invalid after it returns. */
 #ifndef X4_HTTP_SERVER_H

@@ -22,10 +22,14 @@
  * The ownership check and the first catch-up read are one query; no event of a workflow is sent
  * before that check has passed. A subscription ends with unsubscribe or the socket.
  *
- * Subscriptions live in a chained hash table by workflow id (4096 buckets). Each socket has its
- * own bounded send queue in the server (http/server.h); a client too slow to drain it is
- * disconnected and may resume with ?since= (or "since"). */
+ * Subscriptions live in a chained hash table keyed by the workflow id's 64-bit hash (kept in the
+ * subscription, so a lookup compares strings only on a hash match); it starts at 4096 buckets
+ * and doubles whenever subscriptions outnumber buckets, so a live event costs one short chain
+ * walk at any scale (20,000 streams in bench/wsscale). Each socket has its own bounded send
+ * queue in the server (http/server.h); a client too slow to drain it is disconnected and may
+ * resume with ?since= (or "since"). */
 #include <libpq-fe.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +41,7 @@
 #include "http/api_internal.h"
 #include "store/pg.h"
 
-#define BUCKETS 4096
+#define BUCKETS_MIN 4096 /* a power of two */
 #define PAGE 500
 #define X4_STREAM_MAX_SUBS 1024
 #define X4_STREAM_MAX_MSG 4096
@@ -56,6 +60,7 @@ typedef struct sub {
     x4_engine *e;
     conn *c;
     char wf[96];
+    uint64_t hash;    /* x4_hash_str(wf) */
     long long last;
     long long want;   /* highest seq known to exist (a live event seen during a read) */
     int fetching;
@@ -79,11 +84,37 @@ struct conn {
 };
 
 struct x4_streams {
-    sub *buckets[BUCKETS];
-    size_t count; /* sockets */
+    sub **buckets;
+    size_t nbuckets; /* a power of two */
+    size_t nsubs;
+    size_t count;    /* sockets */
 };
 
-static unsigned bucket_of(const char *id) { return (unsigned)(x4_hash_str(id) % BUCKETS); }
+static size_t bucket_of(const struct x4_streams *st, uint64_t hash) {
+    return (size_t)(hash ^ (hash >> 29)) & (st->nbuckets - 1);
+}
+
+/* Doubles the table; on allocation failure the old one stays (longer chains, still correct). */
+static void table_grow(struct x4_streams *st) {
+    size_t n = st->nbuckets * 2;
+    sub **nb = calloc(n, sizeof *nb);
+    if (!nb) return;
+    sub **old = st->buckets;
+    size_t on = st->nbuckets;
+    st->buckets = nb;
+    st->nbuckets = n;
+    for (size_t b = 0; b < on; b++) {
+        sub *s = old[b];
+        while (s) {
+            sub *next = s->next;
+            size_t i = bucket_of(st, s->hash);
+            s->next = nb[i];
+            nb[i] = s;
+            s = next;
+        }
+    }
+    free(old);
+}
 
 static void conn_unref(conn *c) {
     if (--c->refs == 0) free(c);
@@ -118,9 +149,12 @@ static void sub_unlink(sub *s) {
     if (s->closed) return;
     s->closed = 1;
     if (st) {
-        sub **pp = &st->buckets[bucket_of(s->wf)];
+        sub **pp = &st->buckets[bucket_of(st, s->hash)];
         while (*pp && *pp != s) pp = &(*pp)->next;
-        if (*pp) *pp = s->next;
+        if (*pp) {
+            *pp = s->next;
+            st->nsubs--;
+        }
     }
     sub **cp = &s->c->subs;
     while (*cp && *cp != s) cp = &(*cp)->conn_next;
@@ -219,10 +253,13 @@ static sub *sub_add(conn *c, const char *wf, long long since, int checked, int h
     s->checked = checked;
     s->refs = 1; /* the links (hash chain + socket list) */
     snprintf(s->wf, sizeof s->wf, "%s", wf);
+    s->hash = x4_hash_str(s->wf);
     struct x4_streams *st = c->e->streams;
-    unsigned b = bucket_of(wf);
+    if (st->nsubs >= st->nbuckets) table_grow(st);
+    size_t b = bucket_of(st, s->hash);
     s->next = st->buckets[b];
     st->buckets[b] = s;
+    st->nsubs++;
     s->conn_next = c->subs;
     c->subs = s;
     c->nsubs++;
@@ -362,9 +399,12 @@ const char *x4_streams_first_read(void) { return X4_STREAM_FIRST_READ; }
 
 static void on_event(const x4_event *ev, void *ud) {
     x4_engine *e = ud;
-    if (!e->streams) return;
-    for (sub *s = e->streams->buckets[bucket_of(ev->workflow_id)]; s; s = s->next) {
-        if (s->closed || s->c->closed || strcmp(s->wf, ev->workflow_id) != 0 || ev->seq <= s->last) continue;
+    struct x4_streams *st = e->streams;
+    if (!st || st->nsubs == 0) return;
+    uint64_t h = x4_hash_str(ev->workflow_id);
+    for (sub *s = st->buckets[bucket_of(st, h)]; s; s = s->next) {
+        if (s->hash != h || s->closed || s->c->closed || ev->seq <= s->last || strcmp(s->wf, ev->workflow_id) != 0)
+            continue;
         if (ev->seq == s->last + 1 && !s->fetching) {
             conn_send(s->c, ev->envelope, ev->envelope_len);
             s->last = ev->seq;
@@ -378,7 +418,7 @@ static void on_event(const x4_event *ev, void *ud) {
 static void on_bus_reconnect(void *ud) {
     x4_engine *e = ud;
     if (!e->streams) return;
-    for (unsigned b = 0; b < BUCKETS; b++)
+    for (size_t b = 0; b < e->streams->nbuckets; b++)
         for (sub *s = e->streams->buckets[b]; s; s = s->next)
             if (!s->closed && !s->c->closed) fetch(s);
 }
@@ -386,6 +426,13 @@ static void on_bus_reconnect(void *ud) {
 int x4_streams_open(x4_engine *e) {
     e->streams = calloc(1, sizeof *e->streams);
     if (!e->streams) return -1;
+    e->streams->nbuckets = BUCKETS_MIN;
+    e->streams->buckets = calloc(BUCKETS_MIN, sizeof *e->streams->buckets);
+    if (!e->streams->buckets) {
+        free(e->streams);
+        e->streams = NULL;
+        return -1;
+    }
     x4_events_listen(e, on_event, e);
     if (e->bus) x4_bus_on_reconnect(e->bus, on_bus_reconnect, e);
     return 0;
@@ -394,12 +441,13 @@ int x4_streams_open(x4_engine *e) {
 void x4_streams_close(x4_engine *e) {
     /* The server closes the sockets (x4_http_close); their on_close unlinks and frees. */
     if (!e->streams) return;
-    for (unsigned b = 0; b < BUCKETS; b++)
+    for (size_t b = 0; b < e->streams->nbuckets; b++)
         for (sub *s = e->streams->buckets[b]; s; s = s->next) s->c->closed = 1;
 }
 
 void x4_streams_free(x4_engine *e);
 void x4_streams_free(x4_engine *e) {
+    if (e->streams) free(e->streams->buckets);
     free(e->streams);
     e->streams = NULL;
 }

@@ -100,10 +100,23 @@ static void late_fire(uv_timer_t *t) {
     uv_close((uv_handle_t *)&lc->t, late_closed);
 }
 
+#define BURST_MAX 70000
+static const size_t burst_sizes[] = {0, 1, 125, 126, 127, 65535, 65536, BURST_MAX};
+
 static void ws_on_msg(x4_ws *ws, const char *data, size_t len, void *ud) {
     ws_slot *sl = ud;
     if (len == 5 && memcmp(data, "close", 5) == 0) {
         x4_ws_close(ws, 1000, "bye");
+        return;
+    }
+    if (len == 5 && memcmp(data, "burst", 5) == 0) {
+        /* several messages in one loop turn, every frame header size: they leave in one write */
+        char *buf = malloc(BURST_MAX);
+        for (size_t i = 0; i < BURST_MAX; i++) buf[i] = (char)('a' + i % 26);
+        for (size_t k = 0; k < sizeof burst_sizes / sizeof burst_sizes[0]; k++)
+            if (x4_ws_send_text(ws, buf, burst_sizes[k]) != 0) sl->send_fail++;
+        free(buf);
+        if (x4_ws_send_text(ws, "end", 3) != 0) sl->send_fail++;
         return;
     }
     if (x4_ws_send_text(ws, data, len) != 0) sl->send_fail++;
@@ -864,6 +877,35 @@ static void client_ws_echo(srv *s) {
     CHECK_EQ_INT(ws_read_frame(&rb, &op, &p, &n), 0);
     CHECK_EQ_STR(p, "two");
     free(p);
+    /* a burst queued in one turn, with a ping right behind the request: every data frame intact
+     * and in order (2-, 4- and 10-byte headers), the pong in between or after, never inside */
+    CHECK_EQ_INT(ws_send_frame(fd, 1, "burst", 5), 0);
+    CHECK_EQ_INT(ws_send_frame(fd, 9, "p2", 2), 0);
+    {
+        size_t k = 0, nb = sizeof burst_sizes / sizeof burst_sizes[0];
+        int pongs = 0, got_end = 0, bad = 0;
+        while (!(got_end && pongs == 1) && ws_read_frame(&rb, &op, &p, &n) == 0) {
+            if (op == 10) {
+                pongs++;
+                CHECK(n == 2 && memcmp(p, "p2", 2) == 0);
+            } else if (op != 1) {
+                bad++;
+            } else if (k < nb) {
+                if (n != burst_sizes[k]) bad++;
+                for (size_t i = 0; i < n && !bad; i++)
+                    if (p[i] != (char)('a' + i % 26)) bad++;
+                k++;
+            } else {
+                CHECK_EQ_STR(p, "end");
+                got_end = 1;
+            }
+            free(p);
+        }
+        CHECK_EQ_INT(bad, 0);
+        CHECK_EQ_INT((int)k, (int)nb);
+        CHECK_EQ_INT(got_end, 1);
+        CHECK_EQ_INT(pongs, 1);
+    }
     /* ping is answered by a pong */
     CHECK_EQ_INT(ws_send_frame(fd, 9, "pp", 2), 0);
     CHECK_EQ_INT(ws_read_frame(&rb, &op, &p, &n), 0);
