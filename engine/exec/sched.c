@@ -1120,8 +1120,8 @@ static int state_of(const char *s) {
 /* Installs and starts a run: plan_j the stored plan, steps_j the stored step rows (an empty
  * array for a fresh run), max_time (NULL: none) and elapsed the workflow's time budget so far,
  * loaded_ms when the query that read (or took) the lease was sent. */
-static void run_install(x4_engine *e, const char *id, json_t *plan_j, json_t *steps_j, const char *max_time,
-                        long long elapsed, uint64_t loaded_ms) {
+static int run_install(x4_engine *e, const char *id, json_t *plan_j, json_t *steps_j, const char *max_time,
+                       long long elapsed, uint64_t loaded_ms, int prestarted) {
     json_t *errors = NULL;
     x4_run *r = calloc(1, sizeof *r);
     if (!r) goto fail_load;
@@ -1140,7 +1140,7 @@ static void run_install(x4_engine *e, const char *id, json_t *plan_j, json_t *st
                     NULL, NULL);
         free(r);
         json_decref(errors);
-        return;
+        return -1;
     }
     json_decref(errors);
     size_t n = r->plan->nsteps;
@@ -1198,16 +1198,27 @@ static void run_install(x4_engine *e, const char *id, json_t *plan_j, json_t *st
     x4_info("sched", "%s: running (%zu steps)", r->id, n);
     run_ref(r);
     if (r->failed) skip_rest(r, "workflow failed");
+    /* roots stored `running` by the creating transaction, on slots reserved for them
+     * (x4_sched_reserve): their requests go out now, without a write of their own */
+    for (size_t i = 0; i < n && prestarted > 0 && !r->dead; i++) {
+        if (r->plan->steps[i].ndeps != 0 || r->st[i].state != ST_PENDING) continue;
+        prestarted--;
+        e->sched->running--; /* the reservation becomes this step's slot */
+        step_claim(r, i);
+        start_landed(r, i);
+    }
+    if (prestarted > 0) x4_sched_unreserve(e, (size_t)prestarted);
     if (!r->dead) pump(r);
     if (!r->dead) maybe_finish(r);
     run_unref(r);
-    return;
+    return 0;
 fail_load:
     x4_error("sched", "%s: cannot load the stored workflow", id);
     if (r) {
         if (r->plan) run_free(r);
         else free(r);
     }
+    return -1;
 }
 
 static void on_loaded(PGresult *res, const char *err, void *ud) {
@@ -1230,19 +1241,42 @@ static void on_loaded(PGresult *res, const char *err, void *ud) {
         goto out;
     }
     const char *el = x4_pg_val(res, 0, "elapsed_ms");
-    run_install(e, lc->id, plan_j, steps_j, x4_pg_val(res, 0, "max_time_ms"), el ? atoll(el) : 0, lc->sent_ms);
+    run_install(e, lc->id, plan_j, steps_j, x4_pg_val(res, 0, "max_time_ms"), el ? atoll(el) : 0, lc->sent_ms, 0);
 out:
     json_decref(plan_j);
     json_decref(steps_j);
     free(lc);
 }
 
-void x4_sched_start(x4_engine *e, const char *id, json_t *plan, const char *max_time_ms, uint64_t sent_ms) {
-    if (e->stopping || run_find(e, id)) return;
+void x4_sched_start(x4_engine *e, const char *id, json_t *plan, const char *max_time_ms, uint64_t sent_ms,
+                    size_t prestarted) {
+    if (e->stopping || run_find(e, id)) {
+        x4_sched_unreserve(e, prestarted);
+        return;
+    }
     json_t *none = json_array();
-    if (none) run_install(e, id, plan, none, max_time_ms, 0, sent_ms);
-    else x4_sched_resume(e, id);
+    if (!none || run_install(e, id, plan, none, max_time_ms, 0, sent_ms, (int)prestarted) < 0) {
+        x4_sched_unreserve(e, prestarted);
+        if (!none) x4_sched_resume(e, id);
+    }
     json_decref(none);
+}
+
+size_t x4_sched_reserve(x4_engine *e, size_t n) {
+    struct x4_sched *sc = e->sched;
+    if (!sc || e->stopping) return 0;
+    size_t max = (size_t)e->cfg.max_concurrency, wf = (size_t)e->cfg.workflow_concurrency;
+    size_t free_slots = sc->running < max ? max - sc->running : 0;
+    if (n > wf) n = wf;
+    if (n > free_slots) n = free_slots;
+    sc->running += n;
+    return n;
+}
+
+void x4_sched_unreserve(x4_engine *e, size_t n) {
+    if (!e->sched || n == 0) return;
+    e->sched->running -= n;
+    wake_starved(e);
 }
 
 void x4_sched_resume(x4_engine *e, const char *id) {

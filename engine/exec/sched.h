@@ -29,9 +29,17 @@ void x4_sched_close(x4_engine *e);
 /* Loads an executing workflow leased to this process and runs it; no-op if already running. */
 void x4_sched_resume(x4_engine *e, const char *workflow_id);
 /* Starts a run this process has just created and approved (x4_wf_create_approved, lease taken
- * in that transaction) from the plan it stored, without reading it back: every step pending.
- * max_time_ms: the workflow's time budget (NULL: none); sent_ms: when that query was sent. */
-void x4_sched_start(x4_engine *e, const char *workflow_id, json_t *plan, const char *max_time_ms, uint64_t sent_ms);
+ * in that transaction) from the plan it stored, without reading it back. max_time_ms: the
+ * workflow's time budget (NULL: none); sent_ms: when that query was sent; prestarted: how many
+ * of the plan's roots (steps without dependencies, in plan order) that transaction stored
+ * `running` on slots reserved with x4_sched_reserve — their requests are sent at once. The
+ * reservation is always consumed or given back. */
+void x4_sched_start(x4_engine *e, const char *workflow_id, json_t *plan, const char *max_time_ms, uint64_t sent_ms,
+                    size_t prestarted);
+/* Reserves up to n step slots (within MAX_CONCURRENCY and WORKFLOW_CONCURRENCY); returns how
+ * many. x4_sched_unreserve gives back what will not be used. */
+size_t x4_sched_reserve(x4_engine *e, size_t n);
+void x4_sched_unreserve(x4_engine *e, size_t n);
 /* Drops a run from memory and aborts its transfers (cancelled, or its lease was lost). */
 void x4_sched_abort(x4_engine *e, const char *workflow_id, const char *why);
 /* Drops every run (the leases could not be renewed in time: another process may take over). */

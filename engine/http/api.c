@@ -319,9 +319,13 @@ static void on_created(PGresult *res, const char *err, void *ud) {
                           ts ? ts : "");
     x4_req_respond_json(c->req, 201, j);
     if (c->plan_t0_ns) x4_planning_latency_record(X4_PLANNING_CACHE, uv_hrtime() - c->plan_t0_ns);
-    if (c->run_plan) x4_sched_start(c->e, c->id, c->run_plan, c->arg[0] ? c->arg : NULL, c->sent_ms);
+    if (c->run_plan) {
+        x4_sched_start(c->e, c->id, c->run_plan, c->arg[0] ? c->arg : NULL, c->sent_ms, c->nstarted);
+        c->nstarted = 0;
+    }
     else if (!c->has_plan) x4_wf_plan(c->e, c->id);
 out:
+    x4_sched_unreserve(c->e, c->nstarted); /* not created: the reserved slots go back */
     json_decref(c->run_plan);
     free(c);
 }
@@ -356,18 +360,42 @@ static void create_query(api_ctx *c, const char *input, const char *mcs, const c
         snprintf(est, sizeof est, "%llu", (unsigned long long)plan->estimate);
     }
     c->has_plan = plan != NULL;
-    if (c->run_plan) { /* create and approve: one transaction (sql/093_create_approved.sql) */
+    if (c->run_plan) { /* create and approve: one transaction (sql/093, 096, 098) */
         char pct[16], cap[24];
         snprintf(pct, sizeof pct, "%d", e->cfg.hold_allowance_pct);
         snprintf(cap, sizeof cap, "%llu", (unsigned long long)e->cfg.daily_cap);
+        /* the roots this process has slots for are stored `running` in the same transaction */
+        size_t nroots = 0;
+        for (size_t i = 0; i < plan->nsteps; i++) nroots += plan->steps[i].ndeps == 0;
+        c->nstarted = x4_sched_reserve(e, nroots);
+        x4_buf roots = {0};
+        int rc = x4_buf_puts(&roots, "{");
+        for (size_t i = 0, k = 0; i < plan->nsteps && k < c->nstarted; i++) {
+            if (plan->steps[i].ndeps != 0) continue;
+            rc |= x4_buf_puts(&roots, k++ ? ",\"" : "\"");
+            for (const char *p = plan->steps[i].id; *p; p++) /* an array element, quoted */
+                rc |= (*p == '"' || *p == '\\') ? x4_buf_printf(&roots, "\\%c", *p) : x4_buf_printf(&roots, "%c", *p);
+            rc |= x4_buf_puts(&roots, "\"");
+        }
+        rc |= x4_buf_puts(&roots, "}");
+        if (rc) {
+            x4_sched_unreserve(e, c->nstarted);
+            x4_buf_free(&roots);
+            x4_api_error(c->req, 500, "out of memory", NULL);
+            json_decref(c->run_plan);
+            free(plan_text);
+            free(c);
+            return;
+        }
         const char *ap[] = {c->id, c->who.user, input, mcs, mts, e->owner, lease, plan_text, est,
-                            e->cfg.escrow_asset, pct, e->cfg.daily_cap ? cap : NULL};
+                            e->cfg.escrow_asset, pct, e->cfg.daily_cap ? cap : NULL, roots.data};
         snprintf(c->arg, sizeof c->arg, "%s", mts ? mts : "");
         c->sent_ms = x4_now_ms();
         x4_pg_query(e->pg,
                     "SELECT " X4_EV_COLS " FROM x4_wf_create_approved($1, $2, $3, $4::bigint, $5::bigint, $6, "
-                    "$7::bigint, $8::jsonb, $9::bigint, $10, $11::int, $12::bigint) e",
-                    12, ap, on_created, c);
+                    "$7::bigint, $8::jsonb, $9::bigint, $10, $11::int, $12::bigint, $13::text[]) e",
+                    13, ap, on_created, c);
+        x4_buf_free(&roots);
         free(plan_text);
         return;
     }

@@ -3,7 +3,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   setup, api, createWorkflow, ready, approve, waitStatus, step, ref, assertMoney, assertIsoTime,
-  createKey, sleep, openStream, assertGapFree,
+  createKey, sleep, openStream, assertGapFree, psql,
 } from '../lib/harness.mjs';
 
 let ctx;
@@ -50,9 +50,16 @@ test('create with approve: true stores, approves and runs in one call; no awaiti
     await s.opened;
     await s.waitType('workflow.completed', { timeout: 10000 });
     assertGapFree(s.messages, 1);
-    assert.deepEqual(s.messages.slice(0, 4).map((m) => m.type),
-      ['workflow.planning', 'workflow.plan_ready', 'workflow.approved', 'workflow.executing']);
+    assert.deepEqual(s.messages.slice(0, 5).map((m) => m.type),
+      ['workflow.planning', 'workflow.plan_ready', 'workflow.approved', 'workflow.executing', 'step.started']);
+    assert.deepEqual(s.messages[4].data, { stepId: 'a', service: 'add', attempt: 1 });
     assert.ok(!s.messages.some((m) => m.type === 'workflow.awaiting_approval'));
+    assert.equal(s.messages.filter((m) => m.type === 'step.started' && m.data.stepId === 'a').length, 1,
+      'the root started once');
+    // the root's start was stored by the creating transaction itself
+    const tx = await psql(`SELECT count(DISTINCT xmin::text) FROM events WHERE workflow_id = '${id}' AND seq <= 5`,
+      { db: ctx.db });
+    assert.equal(tx, '1');
   } finally {
     s.close();
   }

@@ -97,3 +97,17 @@ test('x4_step_finish: the last success and the completion, seqs in order, lease 
   assert.equal(await q(`SELECT count(*) FROM x4_step_finish('${wf}', 'owner-t', 'c', 1, '3', '{}', '{}', '{}')`), '0',
     'a finished workflow does not finish again');
 });
+
+test('create with approve may store only root steps as started, each once, with its event', async () => {
+  const wf = `wf_batch_roots_${Date.now()}`;
+  await assert.rejects(q(`SELECT count(*) FROM x4_wf_create_approved('${wf}', 'alice', 'x', NULL, NULL, 'owner-t', 60000,
+           '${PLAN}'::jsonb, 0, 'MINT', 0, NULL, '{b}')`), /only steps without dependencies can start at creation/);
+  assert.equal(await q(`SELECT count(*) FROM workflows WHERE id = '${wf}'`), '0', 'nothing stored');
+  const rows = (await q(`SELECT seq || ':' || type || ':' || COALESCE(data->>'stepId', '') FROM x4_wf_create_approved('${wf}',
+           'alice', 'x', NULL, NULL, 'owner-t', 60000, '${PLAN}'::jsonb, 0, 'MINT', 0, NULL, '{a}')`)).split('\n');
+  assert.deepEqual(rows, ['1:workflow.planning:', '2:workflow.plan_ready:', '3:workflow.approved:',
+    '4:workflow.executing:', '5:step.started:a']);
+  assert.equal(await q(`SELECT string_agg(id || '=' || status || '/' || attempts, ',' ORDER BY idx) FROM steps WHERE workflow_id = '${wf}'`),
+    'a=running/1,b=pending/0,c=pending/0');
+  assert.equal(await lastSeq(wf), 5);
+});
