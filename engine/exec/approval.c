@@ -59,22 +59,13 @@ static void on_loaded(PGresult *res, const char *err, void *ud) {
     json_error_t jerr;
     const char *plan_t = x4_pg_val(res, 0, "plan");
     const char *est = x4_pg_val(res, 0, "estimated_cost") ? x4_pg_val(res, 0, "estimated_cost") : "0";
-    const char *maxc = x4_pg_val(res, 0, "max_cost");
     const char *avail = x4_pg_val(res, 0, "available") ? x4_pg_val(res, 0, "available") : "0";
     snprintf(c->user, sizeof c->user, "%s", x4_pg_val(res, 0, "user_id") ? x4_pg_val(res, 0, "user_id") : "");
     json_t *plan = plan_t ? json_loads(plan_t, 0, &jerr) : NULL;
-    json_t *wf = json_pack("{s:s, s:s, s:s, s:o, s:s, s:s?}", "id", c->id, "userId", c->user, "input",
-                           x4_pg_val(res, 0, "input") ? x4_pg_val(res, 0, "input") : "", "plan",
-                           plan ? plan : json_null(), "estimatedCost", est, "maxCost", maxc);
-    char auto_below[24], ttl[24];
-    snprintf(auto_below, sizeof auto_below, "%lld", (long long)e->cfg.auto_approve_below);
-    snprintf(ttl, sizeof ttl, "%lld", (long long)e->cfg.approval_ttl_ms);
-    json_t *limits = json_pack("{s:s, s:s, s:s, s:s?}", "available", avail, "autoApproveBelow", auto_below,
-                               "approvalTtlMs", ttl, "maxCost", maxc);
     x4_approval d;
-    int rc = wf && limits ? x4_policy_approval(e, wf, strtoull(est, NULL, 10), limits, &d) : X4_POLICY_DEFAULT;
-    json_decref(wf);
-    json_decref(limits);
+    int rc = x4_approval_ask(e, c->id, c->user, x4_pg_val(res, 0, "input") ? x4_pg_val(res, 0, "input") : "", plan,
+                             est, x4_pg_val(res, 0, "max_cost"), avail, &d);
+    json_decref(plan);
     if (rc != 0 || (d.action == X4_APPROVE_MANUAL && (d.expires_ms <= 0 || d.expires_ms == e->cfg.approval_ttl_ms))) {
         free(c); /* the built-in decision: manual with APPROVAL_TTL_MS, already stored */
         return;
@@ -102,6 +93,23 @@ static void on_loaded(PGresult *res, const char *err, void *ud) {
         x4_pg_query(e->pg, "SELECT " X4_EV_COLS " FROM x4_wf_approval_expiry($1, $2::bigint, $3) e", 3, params,
                     on_written, c);
     }
+}
+
+int x4_approval_ask(x4_engine *e, const char *id, const char *user, const char *input, json_t *plan,
+                    const char *estimate, const char *max_cost, const char *available, x4_approval *d) {
+    memset(d, 0, sizeof *d);
+    if (!e->lua || !x4_lua_has_hook(e->lua, "approval.decide")) return X4_POLICY_DEFAULT;
+    char auto_below[24], ttl[24];
+    snprintf(auto_below, sizeof auto_below, "%lld", (long long)e->cfg.auto_approve_below);
+    snprintf(ttl, sizeof ttl, "%lld", (long long)e->cfg.approval_ttl_ms);
+    json_t *wf = json_pack("{s:s, s:s, s:s, s:O, s:s, s:s?}", "id", id, "userId", user, "input", input, "plan",
+                           plan ? plan : json_null(), "estimatedCost", estimate, "maxCost", max_cost);
+    json_t *limits = json_pack("{s:s*, s:s, s:s, s:s?}", "available", available, "autoApproveBelow", auto_below,
+                               "approvalTtlMs", ttl, "maxCost", max_cost);
+    int rc = wf && limits ? x4_policy_approval(e, wf, strtoull(estimate, NULL, 10), limits, d) : X4_POLICY_DEFAULT;
+    json_decref(wf);
+    json_decref(limits);
+    return rc;
 }
 
 static void on_event(const x4_event *ev, void *ud) {

@@ -17,6 +17,7 @@
 #define X4_EXEC_APPROVAL_H
 
 #include "core/engine.h"
+#include "exec/policy.h"
 #include "store/pg.h"
 
 /* Registers the listener (serving engines that drive workflows). */
@@ -26,5 +27,12 @@ void x4_approval_open(x4_engine *e);
  * SELECT X4_EV_COLS FROM x4_wf_approve(...). No rows: not awaiting approval (or not the user's,
  * or expired); errors X4001/X4002 are the balance and daily-cap refusals. */
 void x4_approval_approve(x4_engine *e, const char *workflow_id, const char *user, x4_pg_cb cb, void *ud);
+
+/* Asks approval.decide about one workflow, building the views it is given: workflow {id, userId,
+ * input, plan, estimatedCost, maxCost} and limits {available, autoApproveBelow, approvalTtlMs,
+ * maxCost}. plan is borrowed (NULL: JSON null); max_cost and available may be NULL (absent).
+ * Returns 0 with *d set, or X4_POLICY_DEFAULT (no hook, or it failed): the built-in decision. */
+int x4_approval_ask(x4_engine *e, const char *workflow_id, const char *user, const char *input, json_t *plan,
+                    const char *estimate, const char *max_cost, const char *available, x4_approval *d);
 
 #endif

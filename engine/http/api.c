@@ -33,7 +33,6 @@
 #include "exec/sched.h"
 #include "exec/workflow.h"
 #include "http/auth.h"
-#include "lua/lua.h"
 #include "plan/catalog.h"
 #include "plan/plan.h"
 #include "store/pg.h"
@@ -347,10 +346,9 @@ static void create_query(api_ctx *c, const char *input, const char *mcs, const c
     snprintf(ttl, sizeof ttl, "%lld", (long long)e->cfg.approval_ttl_ms);
     char *plan_text = NULL;
     if (plan) {
-        json_t *norm = x4_plan_to_json(plan);
+        json_t *norm = c->run_plan ? json_incref(c->run_plan) : x4_plan_to_json(plan);
         plan_text = norm ? json_dumps(norm, JSON_COMPACT) : NULL;
-        if (c->approve && plan_text) c->run_plan = norm;
-        else json_decref(norm);
+        json_decref(norm);
         if (!plan_text) {
             x4_api_error(c->req, 500, "out of memory", NULL);
             json_decref(c->run_plan);
@@ -360,7 +358,7 @@ static void create_query(api_ctx *c, const char *input, const char *mcs, const c
         snprintf(est, sizeof est, "%llu", (unsigned long long)plan->estimate);
     }
     c->has_plan = plan != NULL;
-    if (c->run_plan) { /* create and approve: one transaction (sql/093, 096, 098) */
+    if (c->run_plan) { /* create and approve: one transaction (sql/093_create_approved.sql) */
         char pct[16], cap[24];
         snprintf(pct, sizeof pct, "%d", e->cfg.hold_allowance_pct);
         snprintf(cap, sizeof cap, "%llu", (unsigned long long)e->cfg.daily_cap);
@@ -468,28 +466,19 @@ int x4_api_parse_amount(const json_t *v, uint64_t *out, const char **why) {
     return 0;
 }
 
-/* create with approve: asks approval.decide (if loaded) about the plan. The balance is not read
- * here (limits.available is absent): the hold in the same transaction checks it. Returns 1 with
- * the reason in why when the policy answers deny. */
-static int create_policy_denies(api_ctx *c, const char *input, const x4_plan *plan, uint64_t max_cost, char *why,
+/* create with approve: asks approval.decide (if loaded) about the plan (c->run_plan, the plan as
+ * it will be stored). The balance is not read here (limits.available is absent): the hold in
+ * the same transaction checks it. Returns 1 with the reason in why when the policy answers deny. */
+static int create_policy_denies(api_ctx *c, const char *input, uint64_t estimate, uint64_t max_cost, char *why,
                                 size_t whylen) {
-    x4_engine *e = c->e;
-    if (!e->lua || !x4_lua_has_hook(e->lua, "approval.decide")) return 0;
-    char mcs[24], auto_below[24], ttl[24], est[24];
+    char mcs[24], est[24];
     snprintf(mcs, sizeof mcs, "%llu", (unsigned long long)max_cost);
-    snprintf(est, sizeof est, "%llu", (unsigned long long)plan->estimate);
-    snprintf(auto_below, sizeof auto_below, "%lld", (long long)e->cfg.auto_approve_below);
-    snprintf(ttl, sizeof ttl, "%lld", (long long)e->cfg.approval_ttl_ms);
-    const char *maxc = max_cost == X4_NO_MAX_COST ? NULL : mcs;
-    json_t *wf = json_pack("{s:s, s:s, s:s, s:o, s:s, s:s?}", "id", c->id, "userId", c->who.user, "input", input,
-                           "plan", x4_plan_to_json(plan), "estimatedCost", est, "maxCost", maxc);
-    json_t *limits = json_pack("{s:s, s:s, s:s?}", "autoApproveBelow", auto_below, "approvalTtlMs", ttl, "maxCost",
-                               maxc);
+    snprintf(est, sizeof est, "%llu", (unsigned long long)estimate);
     x4_approval d;
-    int rc = wf && limits ? x4_policy_approval(e, wf, plan->estimate, limits, &d) : X4_POLICY_DEFAULT;
-    json_decref(wf);
-    json_decref(limits);
-    if (rc != 0 || d.action != X4_APPROVE_DENY) return 0;
+    if (x4_approval_ask(c->e, c->id, c->who.user, input, c->run_plan, est, max_cost == X4_NO_MAX_COST ? NULL : mcs,
+                        NULL, &d) != 0 ||
+        d.action != X4_APPROVE_DENY)
+        return 0;
     snprintf(why, whylen, "denied by the approval policy: %s", d.reason[0] ? d.reason : "no reason given");
     x4_info("api", "%s: create with approve %s", c->id, why);
     return 1;
@@ -581,11 +570,15 @@ static void handle_create(api_ctx *c) {
     if (json_is_true(ap)) {
         /* The caller approves its own plan; the operator's approval policy may still refuse it. */
         char why[300];
-        if (create_policy_denies(c, input_s, plan, max_cost, why, sizeof why)) {
+        c->run_plan = x4_plan_to_json(plan);
+        if (!c->run_plan) {
+            x4_api_error(r, 500, "out of memory", NULL);
+            goto out_free;
+        }
+        if (create_policy_denies(c, input_s, plan->estimate, max_cost, why, sizeof why)) {
             x4_api_error(r, 403, why, NULL);
             goto out_free;
         }
-        c->approve = 1;
     }
     char mcs[24], mts[24];
     snprintf(mcs, sizeof mcs, "%llu", (unsigned long long)max_cost);
@@ -615,6 +608,7 @@ invalid:
     x4_api_error(r, 400, "invalid request body", details);
     details = NULL;
 out_free:
+    if (c) json_decref(c->run_plan);
     free(c);
     json_decref(details);
     json_decref(errors);

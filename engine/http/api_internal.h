@@ -39,9 +39,9 @@ typedef struct {
     char id[ID_MAX + 1];   /* workflow id or user id from the path */
     x4_principal who;
     int has_plan;
-    int approve;           /* create: {"approve": true} */
     void *stream;          /* stream: the subscription registered before the owner check (stream.c) */
-    json_t *run_plan;      /* create with approve: the stored plan, to start the run without a read */
+    json_t *run_plan;      /* create with approve ({"approve": true}): the plan as stored, to start the
+                              run without a read */
     uint64_t sent_ms;      /* create with approve: when the creating (and leasing) query was sent */
     size_t nstarted;       /* create with approve: roots stored `running` on reserved slots */
     uint64_t plan_t0_ns;   /* create: the plan cache answered (x4_wf_cache_probe) at this uv_hrtime() */
