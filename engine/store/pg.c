@@ -408,6 +408,17 @@ static void mark_prepared(pg_conn *k, int i, int on) {
     else k->prepared[i / 8] &= (unsigned char)~(1u << (i % 8));
 }
 
+/* A query libpq refused to send: -1 when the connection is gone (the caller retries elsewhere),
+ * else 0 with the query finished with libpq's message (08P01, the conninfo redacted). */
+static int send_refused(pg_conn *k, pg_q *q) {
+    if (PQstatus(k->c) == CONNECTION_BAD) return -1;
+    char msg[512], err[600];
+    redact(k->pg->conninfo, PQerrorMessage(k->c), msg, sizeof msg);
+    snprintf(err, sizeof err, "08P01: %s", msg);
+    q_finish(q, NULL, err);
+    return 0;
+}
+
 static int conn_send(pg_conn *k, pg_q *q) {
     int ok;
     q->parsing = 0;
@@ -415,14 +426,7 @@ static int conn_send(pg_conn *k, pg_q *q) {
         char name[16];
         snprintf(name, sizeof name, "x4_%d", q->stmt);
         if (!prepared_on(k, q->stmt)) {
-            if (!PQsendPrepare(k->c, name, q->sql, q->nparams, NULL)) {
-                if (PQstatus(k->c) == CONNECTION_BAD) return -1;
-                char msg[512], err[600];
-                redact(k->pg->conninfo, PQerrorMessage(k->c), msg, sizeof msg);
-                snprintf(err, sizeof err, "08P01: %s", msg);
-                q_finish(q, NULL, err);
-                return 0;
-            }
+            if (!PQsendPrepare(k->c, name, q->sql, q->nparams, NULL)) return send_refused(k, q);
             mark_prepared(k, q->stmt, 1);
             q->parsing = 1;
         }
@@ -434,14 +438,7 @@ static int conn_send(pg_conn *k, pg_q *q) {
     } else {
         ok = PQsendQueryParams(k->c, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0);
     }
-    if (!ok) {
-        if (PQstatus(k->c) == CONNECTION_BAD) return -1;
-        char msg[512], err[600];
-        redact(k->pg->conninfo, PQerrorMessage(k->c), msg, sizeof msg);
-        snprintf(err, sizeof err, "08P01: %s", msg);
-        q_finish(q, NULL, err);
-        return 0;
-    }
+    if (!ok) return send_refused(k, q);
     fifo_push(&k->inflight, q);
     if (!PQpipelineSync(k->c)) return 1; /* in flight without a sync: the connection is unusable */
     return 0;
