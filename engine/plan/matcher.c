@@ -223,6 +223,11 @@ static size_t strset_overlap(const strset *a, const strset *b) {
     return k;
 }
 
+/* Dice coefficient of two token sets: 2|a ∩ b| / (|a| + |b|), 0 when both are empty. */
+static double strset_dice(const strset *a, const strset *b) {
+    return a->n + b->n ? 2.0 * (double)strset_overlap(a, b) / (double)(a->n + b->n) : 0;
+}
+
 /* ---- vocabulary and index --------------------------------------------------------------- */
 
 typedef struct {
@@ -1828,7 +1833,7 @@ static int wire_similar(mctx *m, mstep *st, const char *param, const json_t *pro
             if (ti && to && !type_compat(ti, to)) continue; /* an untyped output may fit */
             strset b = {0};
             param_tokens(&b, k, op);
-            double sim = a.n + b.n ? 2.0 * (double)strset_overlap(&a, &b) / (double)(a.n + b.n) : 0;
+            double sim = strset_dice(&a, &b);
             strset_free(&b);
             if (sim > best + 1e-9 && sim >= (strict ? wire_threshold(&m->prm, ti, to) : m->prm.sim_min)) {
                 best = sim;
@@ -1863,7 +1868,7 @@ static int wire_weak(mctx *m, mstep *st, const char *param, const json_t *prop, 
             if (!to || !type_compat(ti, to)) continue;
             strset b = {0};
             param_tokens(&b, k, op);
-            double sim = a.n + b.n ? 2.0 * (double)strset_overlap(&a, &b) / (double)(a.n + b.n) : 0;
+            double sim = strset_dice(&a, &b);
             strset_free(&b);
             if (sim > best + 1e-9) {
                 best = sim;
@@ -2603,7 +2608,7 @@ static uint64_t jcand_feeds(const jcand *a, const jcand *b, const x4_planner_par
                 break;
             }
             const strset *x = &b->in_tok[i], *y = &a->out_tok[o];
-            double sim = x->n + y->n ? 2.0 * (double)strset_overlap(x, y) / (double)(x->n + y->n) : 0;
+            double sim = strset_dice(x, y);
             if (sim >= wire_threshold(prm, b->in_type[i], a->out_type[o])) {
                 mask |= 1ULL << i;
                 break;
@@ -3061,7 +3066,7 @@ const char *x4_planner_wire(const x4_service *producer, const x4_service *consum
         if (ti && to && !type_compat(ti, to)) continue;
         strset b = {0};
         param_tokens(&b, k, op);
-        double sim = a.n + b.n ? 2.0 * (double)strset_overlap(&a, &b) / (double)(a.n + b.n) : 0;
+        double sim = strset_dice(&a, &b);
         strset_free(&b);
         if (sim > best + 1e-9 && sim >= prm->sim_min) {
             best = sim;
