@@ -255,6 +255,17 @@ out:
     x4_plan_free(plan);
 }
 
+/* The fallback is stored: now plan offline. Chained, not sent together: two writes on different
+ * pool connections may commit in either order, and the stream must say why before the plan. */
+static void on_fallback_stored(PGresult *res, const char *err, void *ud) {
+    plan_job *j = ud;
+    x4_engine *e = j->e;
+    if (err) x4_warn("workflow", "%s: write failed: %s", j->id, err);
+    else x4_events_publish_rows(e, res);
+    if (!e->stopping) plan_offline_cached(e, j->id, j->input, j->max_cost, j->key, j->lock_owned, j->t0_ns);
+    job_free(j);
+}
+
 static void on_llm_plan(x4_plan *plan, const char *why, const char *planner, int cancelled, void *ud) {
     plan_job *j = ud;
     x4_engine *e = j->e;
@@ -266,13 +277,14 @@ static void on_llm_plan(x4_plan *plan, const char *why, const char *planner, int
             json_t *d = json_pack("{s:s, s:s}", "reason", why, "planner", planner);
             char *data = json_dumps(d, JSON_COMPACT);
             json_decref(d);
-            wf_ctx *w = data ? ctx_new(e, j->id) : NULL;
-            if (w) {
+            if (data) {
                 const char *params[] = {j->id, data};
                 x4_pg_query(e->pg, "SELECT " X4_EV_COLS " FROM x4_emit($1, 'workflow.planner_fallback', $2::jsonb) e",
-                            2, params, on_published, w);
+                            2, params, on_fallback_stored, j);
+                free(data);
+                x4_plan_free(plan);
+                return;
             }
-            free(data);
             plan_offline_cached(e, j->id, j->input, j->max_cost, j->key, j->lock_owned, j->t0_ns);
         }
     }
