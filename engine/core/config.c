@@ -108,6 +108,13 @@ int x4_config_load(x4_config *c, char *err, size_t errlen) {
     if (env_url("SOLANA_RPC_URL", http, &c->solana_rpc_url, err, errlen) < 0) goto err;
     if (!c->solana_rpc_url) c->solana_rpc_url = strdup("https://api.devnet.solana.com");
 
+    const char *dm = env("DISPATCH");
+    if (dm && strcmp(dm, "eager") && strcmp(dm, "durable")) {
+        snprintf(err, errlen, "DISPATCH: expected eager or durable, got '%.32s'", dm);
+        goto err;
+    }
+    c->dispatch_eager = !dm || !strcmp(dm, "eager");
+
     const char *cm = env("SOLANA_COMMITMENT");
     if (!cm) cm = "confirmed";
     if (strcmp(cm, "processed") && strcmp(cm, "confirmed") && strcmp(cm, "finalized")) {

@@ -44,6 +44,9 @@ typedef struct {
     int64_t max_response_bytes; /* MAX_RESPONSE_BYTES, default 8 MiB */
     int max_concurrency;        /* MAX_CONCURRENCY: running steps per process, default 256 */
     int workflow_concurrency;   /* WORKFLOW_CONCURRENCY: running steps per workflow, default 16 */
+    int dispatch_eager;         /* DISPATCH=eager (default): a dependent's request goes out beside the
+                                   write of its "running" (and of the successes that made it ready),
+                                   its answer acted on once they have committed; durable: after */
     int retry_max_attempts;     /* RETRY_MAX_ATTEMPTS, default 3 */
     int compensate_max_attempts; /* COMPENSATE_MAX_ATTEMPTS: attempts per compensation, default 5 */
     int failover_max;           /* FAILOVER_MAX: other services a step may move to when its own is

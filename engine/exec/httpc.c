@@ -623,6 +623,34 @@ const char *x4_httpc_header_get(const x4_httpc_resp *resp, const char *name) {
 
 size_t x4_httpc_inflight(const x4_httpc *h) { return h ? h->inflight : 0; }
 
+/* One allocation: the struct, then the header array, then every string and the body. */
+x4_httpc_resp *x4_httpc_resp_dup(const x4_httpc_resp *resp) {
+    size_t size = sizeof *resp + resp->nheaders * sizeof resp->headers[0] + resp->body_len + 1;
+    for (size_t i = 0; i < resp->nheaders; i++) {
+        size += strlen(resp->headers[i].name) + 1;
+        size += strlen(resp->headers[i].value ? resp->headers[i].value : "") + 1;
+    }
+    x4_httpc_resp *d = malloc(size);
+    if (!d) return NULL;
+    *d = *resp;
+    d->headers = (x4_httpc_header *)(d + 1);
+    char *p = (char *)(d->headers + resp->nheaders);
+    for (size_t i = 0; i < resp->nheaders; i++) {
+        const char *v = resp->headers[i].value ? resp->headers[i].value : "";
+        size_t ln = strlen(resp->headers[i].name) + 1, lv = strlen(v) + 1;
+        memcpy(p, resp->headers[i].name, ln);
+        d->headers[i].name = p;
+        p += ln;
+        memcpy(p, v, lv);
+        d->headers[i].value = p;
+        p += lv;
+    }
+    if (resp->body_len) memcpy(p, resp->body, resp->body_len);
+    p[resp->body_len] = '\0';
+    d->body = p;
+    return d;
+}
+
 static void httpc_finish_close(x4_httpc *h) {
     if (h->finished) return;
     /* Set first: curl may call the timer function from curl_multi_cleanup. */

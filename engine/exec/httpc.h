@@ -62,6 +62,8 @@ x4_httpc_call *x4_httpc_request(x4_httpc *h, const x4_httpc_req *req, x4_httpc_c
 void x4_httpc_cancel(x4_httpc_call *call);
 const char *x4_httpc_header_get(const x4_httpc_resp *resp, const char *name); /* case-insensitive */
 size_t x4_httpc_inflight(const x4_httpc *h);
+/* A copy of resp that outlives its callback (one allocation: free() it). */
+x4_httpc_resp *x4_httpc_resp_dup(const x4_httpc_resp *resp);
 void x4_httpc_close(x4_httpc *h); /* cancels everything in flight */
 
 #endif

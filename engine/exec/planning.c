@@ -19,10 +19,10 @@ static struct {
     uint64_t ns[X4_PLANNING_SAMPLES];
     size_t next;
     uint64_t count;
-} g_lat[2];
+} g_lat[3];
 
 void x4_planning_latency_record(x4_planning_source src, uint64_t ns) {
-    if ((unsigned)src > 1) return;
+    if ((unsigned)src > 2) return;
     g_lat[src].ns[g_lat[src].next] = ns;
     g_lat[src].next = (g_lat[src].next + 1) % X4_PLANNING_SAMPLES;
     g_lat[src].count++;
@@ -36,7 +36,7 @@ static int cmp_u64(const void *a, const void *b) {
 void x4_planning_latency(x4_planning_source src, uint64_t *count, double *p50_us, double *p99_us, double *max_us) {
     *count = 0;
     *p50_us = *p99_us = *max_us = 0;
-    if ((unsigned)src > 1) return;
+    if ((unsigned)src > 2) return;
     size_t n = g_lat[src].count < X4_PLANNING_SAMPLES ? (size_t)g_lat[src].count : X4_PLANNING_SAMPLES;
     *count = g_lat[src].count;
     if (!n) return;
@@ -52,22 +52,27 @@ void x4_planning_latency(x4_planning_source src, uint64_t *count, double *p50_us
     free(v);
 }
 
+static void summary(x4_buf *b, const char *name, const char *labels, x4_planning_source src) {
+    uint64_t n;
+    double p50, p99, mx;
+    x4_planning_latency(src, &n, &p50, &p99, &mx);
+    const char *sep = *labels ? "," : "";
+    x4_buf_printf(b,
+                  "%s{%s%squantile=\"0.5\"} %.6f\n%s{%s%squantile=\"0.99\"} %.6f\n%s{%s%squantile=\"1\"} %.6f\n"
+                  "%s_count%s%s%s %llu\n",
+                  name, labels, sep, p50 / 1e6, name, labels, sep, p99 / 1e6, name, labels, sep, mx / 1e6, name,
+                  *labels ? "{" : "", labels, *labels ? "}" : "", (unsigned long long)n);
+}
+
 void x4_planning_metrics(x4_buf *b) {
-    static const char *const NAMES[] = {"cache", "planner"};
-    x4_buf_puts(b, "# HELP x402r_planning_seconds Planning time in this process (last samples): source cache = a "
-                   "cache hit, from the request to the workflow stored with its plan; planner = from the start of "
-                   "planning to the plan stored\n# TYPE x402r_planning_seconds summary\n");
-    for (int s = 0; s < 2; s++) {
-        uint64_t n;
-        double p50, p99, mx;
-        x4_planning_latency((x4_planning_source)s, &n, &p50, &p99, &mx);
-        x4_buf_printf(b,
-                      "x402r_planning_seconds{source=\"%s\",quantile=\"0.5\"} %.6f\n"
-                      "x402r_planning_seconds{source=\"%s\",quantile=\"0.99\"} %.6f\n"
-                      "x402r_planning_seconds{source=\"%s\",quantile=\"1\"} %.6f\n"
-                      "x402r_planning_seconds_count{source=\"%s\"} %llu\n",
-                      NAMES[s], p50 / 1e6, NAMES[s], p99 / 1e6, NAMES[s], mx / 1e6, NAMES[s], (unsigned long long)n);
-    }
+    x4_buf_puts(b, "# HELP x402r_planning_seconds Planning time in this process (last samples), up to a valid plan: "
+                   "source cache = a cache hit, from the request to the cached plan re-validated; planner = from the "
+                   "start of planning to its plan validated\n# TYPE x402r_planning_seconds summary\n");
+    summary(b, "x402r_planning_seconds", "source=\"cache\"", X4_PLANNING_CACHE);
+    summary(b, "x402r_planning_seconds", "source=\"planner\"", X4_PLANNING_PLANNER);
+    x4_buf_puts(b, "# HELP x402r_plan_store_seconds From a valid plan to the workflow committed with it (last "
+                   "samples)\n# TYPE x402r_plan_store_seconds summary\n");
+    summary(b, "x402r_plan_store_seconds", "", X4_PLANNING_STORE);
 }
 
 int x4_planning_offline(x4_engine *e, const char *task, uint64_t max_cost, json_t **plan, char *err, size_t errlen) {

@@ -20,17 +20,20 @@
  * plans offline. cancelled = 1 at shutdown (do nothing). */
 typedef void (*x4_planning_cb)(x4_plan *plan, const char *why, const char *planner, int cancelled, void *ud);
 
-/* Planning latency, measured in the server: for a cache hit from the validated create request
- * to the workflow stored with its plan (x4_wf_cache_probe; or, when the cache answers a
- * workflow already in planning, from the start of planning to the plan stored); for a planner
- * from the start of planning to its plan stored. The last X4_PLANNING_SAMPLES of each source,
- * kept in a ring. Recorded and read on the loop thread. */
+/* Planning latency, measured in the server, up to a valid plan: for a cache hit from the
+ * validated create request to the cached plan re-validated against the catalog
+ * (x4_wf_cache_probe; or, when the cache answers a workflow already in planning, from the start
+ * of planning); for a planner from the start of planning to its plan validated. Apart
+ * (X4_PLANNING_STORE): from that valid plan to the workflow committed with it (the creation,
+ * or plan_ready). The last X4_PLANNING_SAMPLES of each, kept in a ring. Recorded and read on
+ * the loop thread. */
 #define X4_PLANNING_SAMPLES 8192
-typedef enum { X4_PLANNING_CACHE = 0, X4_PLANNING_PLANNER = 1 } x4_planning_source;
+typedef enum { X4_PLANNING_CACHE = 0, X4_PLANNING_PLANNER = 1, X4_PLANNING_STORE = 2 } x4_planning_source;
 void x4_planning_latency_record(x4_planning_source src, uint64_t ns);
 /* count (all time), and p50/p99/max (µs) over the samples kept; 0s when none. */
 void x4_planning_latency(x4_planning_source src, uint64_t *count, double *p50_us, double *p99_us, double *max_us);
-/* Appends the Prometheus lines (a summary x402r_planning_seconds{source=...}) to b. */
+/* Appends the Prometheus lines (the summaries x402r_planning_seconds{source=...} and
+ * x402r_plan_store_seconds) to b. */
 void x4_planning_metrics(x4_buf *b);
 
 /* The offline planner with the engine's policies (e->lua: policies/matching.lua's weights and

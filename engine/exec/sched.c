@@ -10,9 +10,16 @@
  * uv_check, after that turn's I/O callbacks): every success of the run that arrived in the same
  * turn and the "running" of every dependent they make ready go into one transaction
  * (x4_steps_update), so a join whose dependencies answer together costs one commit, and its
- * dependent's request waits for that one commit only. The last step's success and the
- * workflow's completion are one transaction too (x4_step_finish). Nothing is acted on before
- * its write has committed. */
+ * dependent's request waits for that one commit only. A dependent is claimed as soon as every
+ * dependency's output is known, even when one of those successes is still in another write in
+ * flight; it acts once its "running" and all of them have landed (step_go). The last step's
+ * success and the workflow's completion are one transaction too (x4_step_finish).
+ *
+ * Dispatch: with DISPATCH=eager (the default) such a dependent's request goes out right beside
+ * that write (dispatch_eager), and its answer, if it comes first, is kept (a copy) until the
+ * writes land; with DISPATCH=durable it goes out after. Steps started any other way (roots,
+ * retries, failovers, paid resends) go out only after their writes. No answer is acted on, no
+ * event announced and no payment made before the writes it follows have committed. */
 #include "exec/sched.h"
 
 #include <libpq-fe.h>
@@ -77,6 +84,10 @@ typedef struct {
     int fo_base;           /* attempts spent before the last failover (retries count from here) */
     json_t *tried;         /* services this step failed over from (exec/failover.h) */
     json_t *succ_ev;       /* a success waiting for this loop turn's flush: its step.completed data */
+    int succ_pending;      /* its success is queued or being written (its output is known) */
+    int start_inflight;    /* its "running" write has not landed */
+    int eager;             /* its request went out beside that write (DISPATCH=eager), not yet acted on */
+    x4_httpc_resp *early;  /* its answer, arrived before it could be acted on (a copy) */
 } step_rt;
 
 struct x4_run {
@@ -127,6 +138,9 @@ static void skip_one(x4_run *r, size_t k, const char *reason);
 static void step_succeed(x4_run *r, size_t i, json_t *output);
 static json_t *run_output(x4_run *r);
 static void on_flush(uv_check_t *h);
+static void step_answer(x4_run *r, size_t i, const x4_httpc_resp *resp);
+static void step_go(x4_run *r, size_t i);
+static void go_dependents(x4_run *r, size_t i);
 
 /* ---- run table ---- */
 
@@ -166,6 +180,7 @@ static void run_free(x4_run *r) {
             json_decref(r->st[i].settled_output);
             json_decref(r->st[i].tried);
             json_decref(r->st[i].succ_ev);
+            free(r->st[i].early);
             free(r->st[i].dependents);
         }
     free(r->st);
@@ -394,9 +409,42 @@ static void start_landed(x4_run *r, size_t i) {
     else if (rc == 1) step_succeed(r, i, answer); /* a pure step (exec/step_adapter.h) */
 }
 
+/* A claimed step may act once its "running" and the successes of all its dependencies have
+ * landed: a durable one sends its request now (or is skipped if the workflow failed
+ * meanwhile); an eager one, whose request is already out, takes the answer that arrived
+ * meanwhile, if any — otherwise on_http acts on it when it comes — like any running step's
+ * (if the workflow failed meanwhile, what the call did is recorded). Anything else is left
+ * alone, so calling it twice is harmless. */
+static void step_go(x4_run *r, size_t i) {
+    step_rt *s = &r->st[i];
+    if (r->dead || s->start_inflight || s->unmet > 0) return;
+    if (s->eager) {
+        s->eager = 0;
+        x4_httpc_resp *resp = s->early;
+        s->early = NULL;
+        if (resp) {
+            run_ref(r);
+            step_answer(r, i, resp);
+            free(resp);
+            run_unref(r);
+        }
+    } else if (s->state == ST_STARTING) {
+        start_landed(r, i);
+    }
+}
+
+static void go_dependents(x4_run *r, size_t i) {
+    run_ref(r);
+    for (size_t k = 0; k < r->st[i].ndependents && !r->dead; k++) step_go(r, r->st[i].dependents[k]);
+    run_unref(r);
+}
+
 static void on_started(PGresult *res, const char *err, void *ud) {
     step_ctx *c = ud;
-    if (write_landed(c, res, err) == 0) start_landed(c->run, c->idx);
+    if (write_landed(c, res, err) == 0) {
+        c->run->st[c->idx].start_inflight = 0;
+        step_go(c->run, c->idx);
+    }
     ctx_done(c);
 }
 
@@ -417,12 +465,14 @@ static json_t *started_data(x4_run *r, size_t i) {
 
 static void step_start(x4_run *r, size_t i) {
     step_claim(r, i);
+    r->st[i].start_inflight = 1;
     step_write(r, i, "running", NULL, NULL, "step.started", started_data(r, i), on_started);
 }
 
 static void succeeded_landed(x4_run *r, size_t i) {
     step_rt *s = &r->st[i];
     s->state = ST_SUCCEEDED;
+    s->succ_pending = 0;
     r->e->stats.steps_succeeded++;
     slot_release(r, i);
     for (size_t k = 0; k < s->ndependents; k++) r->st[s->dependents[k]].unmet--;
@@ -433,6 +483,8 @@ static void on_succeeded(PGresult *res, const char *err, void *ud) {
     x4_run *r = c->run;
     if (write_landed(c, res, err) < 0) goto out;
     succeeded_landed(r, c->idx);
+    go_dependents(r, c->idx);
+    if (r->dead) goto out;
     pump(r);
     maybe_finish(r);
     wake_starved(r->e);
@@ -453,8 +505,10 @@ static void on_succeeded_batch(PGresult *res, const char *err, void *ud) {
     if (write_landed(&b->c, res, err) < 0) goto out;
     run_ref(r);
     for (size_t k = 0; k < b->nsucc; k++) succeeded_landed(r, b->idx[k]);
-    for (size_t k = 0; k < b->nstart && !r->dead; k++)
-        if (r->st[b->idx[b->nsucc + k]].state == ST_STARTING) start_landed(r, b->idx[b->nsucc + k]);
+    for (size_t k = 0; k < b->nstart; k++) r->st[b->idx[b->nsucc + k]].start_inflight = 0;
+    /* the started steps are among the landed successes' dependents; so are steps claimed by an
+       earlier batch that waited for one of these successes */
+    for (size_t k = 0; k < b->nsucc && !r->dead; k++) go_dependents(r, b->idx[k]);
     if (!r->dead) {
         pump(r);
         maybe_finish(r);
@@ -762,6 +816,7 @@ static void step_succeed(x4_run *r, size_t i, json_t *output) {
     step_rt *s = &r->st[i];
     s->state = ST_WRITING;
     s->output = output;
+    s->succ_pending = 1;
     json_t *d = json_pack("{s:s, s:O, s:i, s:I}", "stepId", r->plan->steps[i].id, "output", output, "attempt",
                           s->attempts, "durationMs", (json_int_t)((x4_mono_us() - s->t0_us) / 1000));
     if (last_to_succeed(r, i)) {
@@ -813,6 +868,35 @@ static void step_succeed(x4_run *r, size_t i, json_t *output) {
     }
 }
 
+/* DISPATCH=eager: sends claimed step i's request now, beside the write of its "running" (and
+ * of the successes it depends on); step_go acts on the answer once they have landed. Its
+ * inputs are bound from outputs already known. Anything that would not send a request (an
+ * input that cannot be bound, an adapter error, a pure step) is left to step_go to do again
+ * once the writes have landed, as in the durable mode. */
+static void dispatch_eager(x4_run *r, size_t i) {
+    step_rt *s = &r->st[i];
+    if (s->state != ST_STARTING || r->failed || r->e->stopping) return;
+    json_t **outs = calloc(r->plan->nsteps, sizeof *outs);
+    if (!outs) return;
+    for (size_t k = 0; k < r->plan->nsteps; k++) outs[k] = r->st[k].output;
+    char why[512];
+    json_t *inputs = x4_plan_bind_inputs(r->plan, i, outs, why, sizeof why);
+    free(outs);
+    if (!inputs) return;
+    json_t *answer = NULL;
+    s->eager = 1; /* before the request: its callback may run at once */
+    if (send_request(r, i, inputs, &answer, why, sizeof why) != 0) {
+        s->eager = 0;
+        s->state = ST_STARTING;
+        json_decref(answer);
+        json_decref(inputs);
+        return;
+    }
+    r->e->stats.steps_started++;
+    json_decref(s->inputs);
+    s->inputs = inputs;
+}
+
 /* Writes a run's queued successes, with the "running" of the dependents they make ready (claimed
  * now, slots permitting), in one transaction (x4_steps_update); a lone success that unblocks
  * nothing is the single x4_step_update. */
@@ -838,14 +922,18 @@ static void flush_run(x4_run *r) {
                 size_t j = s->dependents[q];
                 step_rt *dj = &r->st[j];
                 if (dj->state != ST_PENDING) continue;
-                int unmet = dj->unmet; /* less the dependencies succeeding in this batch */
-                for (size_t m = 0; m < n; m++)
-                    for (size_t dd = 0; dd < r->plan->steps[j].ndeps; dd++)
-                        if (r->plan->steps[j].deps[dd] == b->idx[m]) unmet--;
-                if (unmet != 0) continue;
+                /* ready when every dependency's output is known: succeeded, in this batch, or
+                   in a write still in flight (then it acts once that one lands: step_go) */
+                int ready = 1;
+                for (size_t dd = 0; dd < r->plan->steps[j].ndeps && ready; dd++) {
+                    const step_rt *dep = &r->st[r->plan->steps[j].deps[dd]];
+                    ready = dep->state == ST_SUCCEEDED || dep->succ_pending;
+                }
+                if (!ready) continue;
                 if (r->running >= e->cfg.workflow_concurrency || e->sched->running >= (size_t)e->cfg.max_concurrency)
                     break;
                 step_claim(r, j); /* ST_STARTING: not seen again by this loop */
+                dj->start_inflight = 1;
                 b->idx[n + b->nstart++] = j;
             }
         }
@@ -882,8 +970,12 @@ static void flush_run(x4_run *r) {
     }
     const char *params[] = {r->id, e->owner, text};
     r->writes++;
+    size_t nstart = b->nstart, started[X4_PLAN_MAX_STEPS];
+    memcpy(started, b->idx + n, nstart * sizeof *started);
     x4_pg_query(e->pg, "SELECT " X4_EV_COLS " FROM x4_steps_update($1,$2,$3::jsonb) e", 3, params, on_succeeded_batch, b);
     free(text);
+    if (e->cfg.dispatch_eager)
+        for (size_t k = 0; k < nstart && !r->dead; k++) dispatch_eager(r, started[k]);
 }
 
 static void on_flush(uv_check_t *h) {
@@ -922,9 +1014,23 @@ static void on_http(const x4_httpc_resp *resp, void *ud) {
     step_ctx *c = ud;
     x4_run *r = c->run;
     size_t i = c->idx;
-    if (r->dead) goto out;
+    if (!r->dead) {
+        step_rt *s = &r->st[i];
+        s->call = NULL;
+        if (s->start_inflight || s->unmet > 0) { /* eager, and its writes have not landed: keep it */
+            s->early = x4_httpc_resp_dup(resp);
+            if (!s->early) run_kill(r, "out of memory");
+        } else {
+            step_answer(r, i, resp);
+        }
+    }
+    ctx_done(c);
+}
+
+/* Acts on the answer to step i's request: a paid answer's settlement, the adapter's parse,
+ * a 402's payment, success, or the retry decision. */
+static void step_answer(x4_run *r, size_t i, const x4_httpc_resp *resp) {
     step_rt *s = &r->st[i];
-    s->call = NULL;
     json_t *output = NULL;
     int64_t retry_after = -1;
     char why[512];
@@ -942,7 +1048,7 @@ static void on_http(const x4_httpc_resp *resp, void *ud) {
         if (pr == X4_PAY_REFUSED || (pr == X4_PAY_UNRESOLVED && !ok2xx)) {
             /* never retried: paying again before the first payment is resolved could pay twice */
             step_fail(r, i, pwhy);
-            goto out;
+            return;
         }
         paid_ok = pc != NULL;
     }
@@ -954,17 +1060,17 @@ static void on_http(const x4_httpc_resp *resp, void *ud) {
     if (oc == X4_OUT_OK && paid_ok) {
         s->state = ST_WRITING;
         s->settled_output = output; /* written by on_pay_recorded */
-        goto out;
+        return;
     }
     if (oc == X4_OUT_PAYMENT_REQUIRED && !r->failed) {
         s->paying = 1;
         step_ctx *pc = ctx_new(r, i);
         if (!pc) {
             step_fail(r, i, "out of memory");
-            goto out;
+            return;
         }
         x4_paystep_begin(r->e, r->id, r->plan->steps[i].id, s->attempts, r->plan->steps[i].price, resp, on_pay_ready, pc);
-        goto out;
+        return;
     }
     if (resp->status == X4_HTTPC_CANCELLED && r->deadline_hit) {
         snprintf(why, sizeof why, "maxTime exceeded");
@@ -972,8 +1078,6 @@ static void on_http(const x4_httpc_resp *resp, void *ud) {
     }
     if (oc == X4_OUT_OK) step_succeed(r, i, output);
     else retry_decide(r, i, resp, oc, why, retry_after);
-out:
-    ctx_done(c);
 }
 
 /* ---- the run ---- */

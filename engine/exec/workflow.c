@@ -186,22 +186,21 @@ static void cache_put(x4_engine *e, const char *key, const char *plan_text, cons
 
 typedef struct {
     wf_ctx *w;
-    uint64_t t0_ns;
-    x4_planning_source src;
+    uint64_t t0_ns; /* the plan was valid: the store's latency starts here */
 } stored_ctx;
 
-/* plan_ready written: the planning latency ends here (a row: the workflow did move from
+/* plan_ready written: the store's latency ends here (a row: the workflow did move from
  * planning), and the workflow leaves the planning set (see store_plan_cached). */
 static void on_plan_stored(PGresult *res, const char *err, void *ud) {
     stored_ctx *s = ud;
-    if (!err && s->t0_ns && PQntuples(res) > 0) x4_planning_latency_record(s->src, uv_hrtime() - s->t0_ns);
+    if (!err && PQntuples(res) > 0) x4_planning_latency_record(X4_PLANNING_STORE, uv_hrtime() - s->t0_ns);
     planning_del(s->w->id);
     on_published(res, err, s->w);
     free(s);
 }
 
 /* Stores a valid plan: planning -> awaiting_approval (and, given a key, caches it). t0_ns:
- * when planning started (0: unknown, not measured). */
+ * when planning started (0: unknown, not measured): the planning latency ends here. */
 static void store_plan_cached(x4_engine *e, const char *id, const x4_plan *plan, const char *planner,
                               const char *key, int lock_owned, uint64_t t0_ns) {
     json_t *norm = x4_plan_to_json(plan);
@@ -216,11 +215,14 @@ static void store_plan_cached(x4_engine *e, const char *id, const x4_plan *plan,
         return;
     }
     sc->w = w;
-    sc->t0_ns = t0_ns;
+    uint64_t now = uv_hrtime();
+    if (t0_ns)
+        x4_planning_latency_record(strncmp(planner, "cache", 5) == 0 ? X4_PLANNING_CACHE : X4_PLANNING_PLANNER,
+                                   now - t0_ns);
+    sc->t0_ns = now;
     /* held in the planning set until plan_ready is written: a lease cycle reading the row
      * before then (still "planning") must not plan it a second time */
     planning_add(id);
-    sc->src = strncmp(planner, "cache", 5) == 0 ? X4_PLANNING_CACHE : X4_PLANNING_PLANNER;
     char est[24], ttl[24];
     snprintf(est, sizeof est, "%llu", (unsigned long long)plan->estimate);
     snprintf(ttl, sizeof ttl, "%lld", (long long)e->cfg.approval_ttl_ms);

@@ -317,7 +317,7 @@ static void on_created(PGresult *res, const char *err, void *ud) {
                           c->run_plan ? "executing" : c->has_plan ? "awaiting_approval" : "planning", "createdAt",
                           ts ? ts : "");
     x4_req_respond_json(c->req, 201, j);
-    if (c->plan_t0_ns) x4_planning_latency_record(X4_PLANNING_CACHE, uv_hrtime() - c->plan_t0_ns);
+    if (c->plan_t0_ns) x4_planning_latency_record(X4_PLANNING_STORE, uv_hrtime() - c->plan_t0_ns);
     if (c->run_plan) {
         x4_sched_start(c->e, c->id, c->run_plan, c->arg[0] ? c->arg : NULL, c->sent_ms, c->nstarted);
         c->nstarted = 0;
@@ -408,7 +408,10 @@ static void create_query(api_ctx *c, const char *input, const char *mcs, const c
 
 static void on_cache_probe(x4_plan *plan, const char *planner, void *ud) {
     create_job *j = ud;
-    if (plan && plan->estimate <= (uint64_t)INT64_MAX) j->c->plan_t0_ns = j->t0_ns;
+    if (plan && plan->estimate <= (uint64_t)INT64_MAX) {
+        j->c->plan_t0_ns = uv_hrtime();
+        x4_planning_latency_record(X4_PLANNING_CACHE, j->c->plan_t0_ns - j->t0_ns);
+    }
     else if (plan) {
         x4_plan_free(plan);
         plan = NULL;

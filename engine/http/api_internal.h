@@ -44,7 +44,7 @@ typedef struct {
                               run without a read */
     uint64_t sent_ms;      /* create with approve: when the creating (and leasing) query was sent */
     size_t nstarted;       /* create with approve: roots stored `running` on reserved slots */
-    uint64_t plan_t0_ns;   /* create: the plan cache answered (x4_wf_cache_probe) at this uv_hrtime() */
+    uint64_t plan_t0_ns;   /* create: the plan cache answered with a valid plan (x4_wf_cache_probe) at this uv_hrtime() */
     char created_at[40];
     char arg[100];         /* a route's own value carried to its callback (e.g. the requested wallet) */
 } api_ctx;

@@ -60,13 +60,14 @@ test('/metrics has the planning latency per source', async () => {
   const task = `Add 2 and 3 then echo the sum (${randomBytes(4).toString('hex')})`;
   const before = await (await fetch(`${ctx.engine.url}/metrics`)).text();
   const count = (t, src) => Number(new RegExp(`^x402r_planning_seconds_count\\{source="${src}"\\} (\\d+)$`, 'm').exec(t)?.[1]);
+  const stored = (t) => Number(/^x402r_plan_store_seconds_count (\d+)$/m.exec(t)?.[1]);
   assert.equal(await planner('alice', task), 'offline');
   assert.equal(await planner('alice', task), 'cache:offline');
   assert.equal(await planner('alice', task), 'cache:offline');
   let text = '';
-  for (let i = 0; i < 50; i++) { // the metric is recorded when plan_ready is written, the event follows
+  for (let i = 0; i < 50; i++) { // the store is recorded when plan_ready is written, the event follows
     text = await (await fetch(`${ctx.engine.url}/metrics`)).text();
-    if (count(text, 'cache') >= count(before, 'cache') + 2) break;
+    if (count(text, 'cache') >= count(before, 'cache') + 2 && stored(text) >= stored(before) + 3) break;
     await new Promise((r) => setTimeout(r, 20));
   }
   assert.ok(count(text, 'cache') >= count(before, 'cache') + 2, text);
@@ -76,6 +77,10 @@ test('/metrics has the planning latency per source', async () => {
     assert.ok(v > 0 && v < 10, `cache quantile ${q}: ${v}`);
   }
   assert.match(text, /# TYPE x402r_planning_seconds summary/);
+  // apart: from the valid plan to the workflow committed with it, once per plan stored
+  assert.ok(stored(text) >= stored(before) + 3, text);
+  const p99 = Number(/^x402r_plan_store_seconds\{quantile="0.99"\} (\S+)$/m.exec(text)?.[1]);
+  assert.ok(p99 > 0 && p99 < 10, `store p99: ${p99}`);
 });
 
 test('the engine plans with POLICY_DIR/matching.lua', async () => {

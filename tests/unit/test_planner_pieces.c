@@ -625,9 +625,15 @@ X4_TEST(planning_latency_quantiles) {
     for (int i = 0; i < X4_PLANNING_SAMPLES; i++) x4_planning_latency_record(X4_PLANNING_CACHE, 2000000);
     x4_planning_latency(X4_PLANNING_CACHE, &n, &p50, &p99, &mx);
     CHECK(n == 100 + X4_PLANNING_SAMPLES && p99 == 2000 && mx == 2000);
+    x4_planning_latency_record(X4_PLANNING_STORE, 3000000);
+    x4_planning_latency(X4_PLANNING_STORE, &n, &p50, &p99, &mx);
+    CHECK(n == 1 && p99 == 3000);
     x4_buf b = {0};
     x4_planning_metrics(&b);
     CHECK(b.data && strstr(b.data, "x402r_planning_seconds{source=\"cache\",quantile=\"0.99\"} 0.002000\n"));
     CHECK(b.data && strstr(b.data, "x402r_planning_seconds_count{source=\"planner\"} 1\n"));
+    CHECK(b.data && strstr(b.data, "x402r_plan_store_seconds{quantile=\"0.99\"} 0.003000\n"));
+    CHECK(b.data && strstr(b.data, "x402r_plan_store_seconds_count 1\n"));
+    CHECK(b.data && strstr(b.data, "# TYPE x402r_plan_store_seconds summary\n"));
     x4_buf_free(&b);
 }
