@@ -4,6 +4,7 @@
 //
 //   node bench/planner/cache.mjs                       # 4 users × 250 workflows, NesTools catalog
 //   node bench/planner/cache.mjs --users 2 --per-user 50 --concurrency 4 --pg-pool 8 --json
+//   node bench/planner/cache.mjs --local off           # every hit from Redis (PLAN_CACHE_LOCAL=off)
 //
 // Uses $X402R_BIN (else build/x402r). Needs PostgreSQL 15 + redis-server: with X4_TESTENV set it
 // uses that scripts/testenv.sh directory, else it brings one up in a temporary directory and
@@ -36,6 +37,8 @@ const PER_USER = Number(arg('per-user', 250));
 const CONC = Number(arg('concurrency', 8));
 const PG_POOL = Number(arg('pg-pool', 4)); // the engine's PG_POOL (its default is 4)
 const JSON_OUT = process.argv.includes('--json');
+const LOCAL = arg('local', 'on'); // --local off: PLAN_CACHE_LOCAL=off, every hit a Redis GET
+if (LOCAL !== 'on' && LOCAL !== 'off') throw new Error('--local: on or off');
 for (const [n, v] of [['users', USERS], ['per-user', PER_USER], ['concurrency', CONC], ['pg-pool', PG_POOL]])
   if (!Number.isInteger(v) || v < 1 || v > 100000) throw new Error(`--${n}: expected a positive integer, got ${v}`);
 
@@ -82,7 +85,7 @@ let db = null, engine = null;
 try {
   db = await H.createDb();
   const catalog = JSON.parse(readFileSync(join(DATA_DIR, 'nestools', 'catalog.json'), 'utf8'));
-  engine = await H.startEngine({ db, catalog, env: { RATE_LIMIT_PER_MIN: '0', LOG_LEVEL: 'error', PLAN_CACHE_TTL_MS: '600000', PG_POOL: String(PG_POOL) } });
+  engine = await H.startEngine({ db, catalog, env: { RATE_LIMIT_PER_MIN: '0', LOG_LEVEL: 'error', PLAN_CACHE_TTL_MS: '600000', PG_POOL: String(PG_POOL), PLAN_CACHE_LOCAL: LOCAL } });
   const dbUrl = H.databaseUrl(db);
   const clients = [];
   for (let u = 0; u < USERS; u++) clients.push(H.api(engine, await H.createKey(dbUrl, `bench${u}`)));
@@ -113,13 +116,13 @@ try {
     p99_ms: metric(text, source, '0.99') * 1e3,
     max_ms: metric(text, source, '1') * 1e3,
   });
-  const out = { users: USERS, perUser: PER_USER, concurrency: CONC, pgPool: PG_POOL, seconds: secs,
+  const out = { users: USERS, perUser: PER_USER, concurrency: CONC, pgPool: PG_POOL, local: LOCAL, seconds: secs,
                 workflowsPerSecond: (USERS * PER_USER) / secs, rows: [row('cache'), row('planner'), row('store')] };
   if (JSON_OUT) {
     console.log(JSON.stringify(out, null, 2));
   } else {
     console.log(`${USERS} users × ${PER_USER} workflows with identical tasks, ${CONC} concurrent requests, ` +
-                `PG_POOL ${PG_POOL}; ` +
+                `PG_POOL ${PG_POOL}, in-process copy ${LOCAL}; ` +
                 `${out.workflowsPerSecond.toFixed(0)} workflows/s created and planned\n`);
     console.log('| source (store: the valid plan → the workflow committed) | plans | p50 ms | p99 ms | max ms |');
     console.log('|---|---|---|---|---|');

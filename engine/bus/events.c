@@ -46,8 +46,13 @@ int x4_events_envelope(void *buf, const char *wf, const char *seq, const char *t
 }
 
 void x4_events_publish_rows(x4_engine *e, void *pgresult) {
+    x4_events_publish_range(e, pgresult, 0, PQntuples(pgresult));
+}
+
+void x4_events_publish_range(x4_engine *e, void *pgresult, int first, int count) {
     PGresult *r = pgresult;
-    int n = PQntuples(r);
+    int n = first + count;
+    if (first < 0 || count < 0 || n > PQntuples(r)) return;
     int cwf = PQfnumber(r, "workflow_id"), cseq = PQfnumber(r, "seq"), ctype = PQfnumber(r, "type"),
         cdata = PQfnumber(r, "data"), cts = PQfnumber(r, "ts");
     if (cwf < 0 || cseq < 0 || ctype < 0 || cdata < 0 || cts < 0) {
@@ -55,7 +60,7 @@ void x4_events_publish_rows(x4_engine *e, void *pgresult) {
         return;
     }
     x4_buf b = {0};
-    for (int i = 0; i < n; i++) {
+    for (int i = first; i < n; i++) {
         const char *wf = PQgetvalue(r, i, cwf), *type = PQgetvalue(r, i, ctype);
         x4_buf_reset(&b);
         size_t hdr;

@@ -101,6 +101,8 @@ int x4_engine_run(x4_engine *e);
 
 /* Events: publish the rows (workflow_id, seq, type, data::text, ts) of a mutating query. */
 void x4_events_publish_rows(x4_engine *e, void *pgresult);
+/* The same for rows first .. first + count - 1 only (one workflow's part of a grouped write). */
+void x4_events_publish_range(x4_engine *e, void *pgresult, int first, int count);
 void x4_events_listen(x4_engine *e, x4_event_listener fn, void *ud);
 /* Appends the JSON envelope of one event (values as PostgreSQL text) to b. */
 int x4_events_envelope(void *buf, const char *wf, const char *seq, const char *type, const char *data,

@@ -8,9 +8,11 @@
  *
  * Writes: a step's success is queued on its run and stored at the end of the loop turn (a
  * uv_check, after that turn's I/O callbacks): every success of the run that arrived in the same
- * turn and the "running" of every dependent they make ready go into one transaction
- * (x4_steps_update), so a join whose dependencies answer together costs one commit, and its
- * dependent's request waits for that one commit only. A dependent is claimed as soon as every
+ * turn and the "running" of every dependent they make ready form one batch (x4_steps_update),
+ * so a join whose dependencies answer together costs one commit, and its dependent's request
+ * waits for that one commit only. The batches of all runs of that turn go in one transaction
+ * (x4_steps_update_group, up to X4_SCHED_GROUP_MAX runs): one commit for the turn, not one per
+ * run; if the group is refused, each batch is sent again on its own. A dependent is claimed as soon as every
  * dependency's output is known, even when one of those successes is still in another write in
  * flight; it acts once its "running" and all of them have landed (step_go). The last step's
  * success and the workflow's completion are one transaction too (x4_step_finish).
@@ -43,6 +45,8 @@
 #define BUCKETS 4096
 /* Attempts a step may spend waiting for an earlier payment to resolve on chain (about 2 s each). */
 #define X4_SCHED_MAX_PAYMENT_WAITS 100
+/* Runs whose batches of one loop turn share a transaction (on_flush). */
+#define X4_SCHED_GROUP_MAX 64
 
 enum {
     ST_PENDING,   /* waiting for dependencies or a slot */
@@ -116,6 +120,7 @@ struct x4_run {
 };
 
 struct x4_sched {
+    x4_engine *e;
     x4_run *buckets[BUCKETS];
     size_t nruns;
     size_t running;       /* slots held across runs */
@@ -313,7 +318,8 @@ static void step_write(x4_run *r, size_t i, const char *status, const json_t *ou
 }
 
 /* Common head of every step-write callback: 0 = proceed, -1 = the run is gone. */
-static int write_landed(step_ctx *c, PGresult *res, const char *err) {
+/* The same for this run's rows first .. first + count - 1 of a grouped write (on_group). */
+static int write_landed_rows(step_ctx *c, PGresult *res, const char *err, int first, int count) {
     x4_run *r = c->run;
     r->writes--;
     if (r->dead) return -1;
@@ -322,12 +328,16 @@ static int write_landed(step_ctx *c, PGresult *res, const char *err) {
         run_kill(r, "database write failed");
         return -1;
     }
-    if (PQntuples(res) == 0) {
+    if (count == 0) {
         run_kill(r, "workflow no longer executing under this lease");
         return -1;
     }
-    x4_events_publish_rows(r->e, res);
+    x4_events_publish_range(r->e, res, first, count);
     return 0;
+}
+
+static int write_landed(step_ctx *c, PGresult *res, const char *err) {
+    return write_landed_rows(c, res, err, 0, err ? 0 : PQntuples(res));
 }
 
 static void ctx_done(step_ctx *c) {
@@ -478,31 +488,23 @@ static void succeeded_landed(x4_run *r, size_t i) {
     for (size_t k = 0; k < s->ndependents; k++) r->st[s->dependents[k]].unmet--;
 }
 
-static void on_succeeded(PGresult *res, const char *err, void *ud) {
-    step_ctx *c = ud;
-    x4_run *r = c->run;
-    if (write_landed(c, res, err) < 0) goto out;
-    succeeded_landed(r, c->idx);
-    go_dependents(r, c->idx);
-    if (r->dead) goto out;
-    pump(r);
-    maybe_finish(r);
-    wake_starved(r->e);
-out:
-    ctx_done(c);
-}
-
 /* Successes stored together with the start of the dependents they unblocked (flush_run). */
 typedef struct {
     step_ctx c; /* first: write_landed and ctx_done take it; c.idx is unused */
+    char *text;  /* the batch (x4_steps_update's p_batch) */
     size_t nsucc, nstart;
     size_t idx[]; /* nsucc successes, then nstart started steps */
 } batch_ctx;
 
-static void on_succeeded_batch(PGresult *res, const char *err, void *ud) {
-    batch_ctx *b = ud;
+static void batch_free(batch_ctx *b) {
+    free(b->text);
+    ctx_done(&b->c);
+}
+
+/* A run's batch landed: its rows are first .. first + count - 1 of res. */
+static void batch_landed(batch_ctx *b, PGresult *res, const char *err, int first, int count) {
     x4_run *r = b->c.run;
-    if (write_landed(&b->c, res, err) < 0) goto out;
+    if (write_landed_rows(&b->c, res, err, first, count) < 0) goto out;
     run_ref(r);
     for (size_t k = 0; k < b->nsucc; k++) succeeded_landed(r, b->idx[k]);
     for (size_t k = 0; k < b->nstart; k++) r->st[b->idx[b->nsucc + k]].start_inflight = 0;
@@ -516,7 +518,11 @@ static void on_succeeded_batch(PGresult *res, const char *err, void *ud) {
     wake_starved(r->e);
     run_unref(r);
 out:
-    ctx_done(&b->c);
+    batch_free(b);
+}
+
+static void on_succeeded_batch(PGresult *res, const char *err, void *ud) {
+    batch_landed(ud, res, err, 0, err ? 0 : PQntuples(res));
 }
 
 static void on_failed_or_skipped(PGresult *res, const char *err, void *ud) {
@@ -897,21 +903,22 @@ static void dispatch_eager(x4_run *r, size_t i) {
     s->inputs = inputs;
 }
 
-/* Writes a run's queued successes, with the "running" of the dependents they make ready (claimed
- * now, slots permitting), in one transaction (x4_steps_update); a lone success that unblocks
- * nothing is the single x4_step_update. */
-static void flush_run(x4_run *r) {
+/* Prepares the write of a run's queued successes with the "running" of the dependents they make
+ * ready (claimed now, slots permitting): one x4_steps_update batch, sent by on_flush (alone or
+ * grouped with other runs'). NULL when there is nothing to write (or the run was killed). */
+static batch_ctx *flush_run(x4_run *r) {
     x4_engine *e = r->e;
     size_t n = r->npend;
     r->npend = 0;
-    if (n == 0) return;
+    if (n == 0) return NULL;
     size_t cap = n;
     for (size_t k = 0; k < n; k++) cap += r->st[r->pend[k]].ndependents;
     batch_ctx *b = malloc(sizeof *b + cap * sizeof b->idx[0]);
     if (!b) {
         run_kill(r, "out of memory");
-        return;
+        return NULL;
     }
+    b->text = NULL;
     b->nsucc = n;
     b->nstart = 0;
     memcpy(b->idx, r->pend, n * sizeof *r->pend);
@@ -941,14 +948,6 @@ static void flush_run(x4_run *r) {
     b->c.run = r;
     b->c.idx = b->idx[0];
     run_ref(r);
-    if (n == 1 && b->nstart == 0) { /* the single-statement form */
-        size_t i = b->idx[0];
-        json_t *d = r->st[i].succ_ev;
-        r->st[i].succ_ev = NULL;
-        ctx_done(&b->c);
-        step_write(r, i, "succeeded", r->st[i].output, NULL, "step.completed", d, on_succeeded);
-        return;
-    }
     json_t *batch = json_array();
     for (size_t k = 0; k < n; k++) {
         size_t i = b->idx[k];
@@ -961,35 +960,131 @@ static void flush_run(x4_run *r) {
         size_t j = b->idx[n + k];
         json_array_append_new(batch, transition(r, j, "running", NULL, "step.started", started_data(r, j)));
     }
-    char *text = batch && json_array_size(batch) == n + b->nstart ? json_dumps(batch, JSON_COMPACT) : NULL;
+    b->text = batch && json_array_size(batch) == n + b->nstart ? json_dumps(batch, JSON_COMPACT) : NULL;
     json_decref(batch);
-    if (!text) {
-        ctx_done(&b->c);
+    if (!b->text) {
+        batch_free(b);
         run_kill(r, "out of memory"); /* releases the claimed slots */
-        return;
+        return NULL;
     }
-    const char *params[] = {r->id, e->owner, text};
     r->writes++;
-    size_t nstart = b->nstart, started[X4_PLAN_MAX_STEPS];
-    memcpy(started, b->idx + n, nstart * sizeof *started);
-    x4_pg_query(e->pg, "SELECT " X4_EV_COLS " FROM x4_steps_update($1,$2,$3::jsonb) e", 3, params, on_succeeded_batch, b);
-    free(text);
-    if (e->cfg.dispatch_eager)
-        for (size_t k = 0; k < nstart && !r->dead; k++) dispatch_eager(r, started[k]);
+    return b;
 }
 
+static void send_batch(x4_engine *e, batch_ctx *b) {
+    const char *params[] = {b->c.run->id, e->owner, b->text};
+    x4_pg_query(e->pg, "SELECT " X4_EV_COLS " FROM x4_steps_update($1,$2,$3::jsonb) e", 3, params, on_succeeded_batch, b);
+}
+
+/* The batches of several runs, written in one transaction (sql/099_steps_group.sql). */
+typedef struct {
+    x4_engine *e;
+    size_t n;
+    batch_ctx *m[X4_SCHED_GROUP_MAX];
+} group_ctx;
+
+static void on_group(PGresult *res, const char *err, void *ud) {
+    group_ctx *g = ud;
+    if (err) {
+        /* nothing of the group was stored: each batch goes again on its own, so that one bad
+           batch (a step another process ended) fails only its own run */
+        x4_warn("sched", "a grouped step write of %zu workflows failed (%s); writing each on its own", g->n, err);
+        for (size_t k = 0; k < g->n; k++) send_batch(g->e, g->m[k]);
+        free(g);
+        return;
+    }
+    int nrows = PQntuples(res), cwf = PQfnumber(res, "workflow_id"), row = 0;
+    for (size_t k = 0; k < g->n; k++) { /* each run's rows are contiguous, in the group's order */
+        batch_ctx *b = g->m[k];
+        int first = row;
+        while (cwf >= 0 && row < nrows && strcmp(PQgetvalue(res, row, cwf), b->c.run->id) == 0) row++;
+        batch_landed(b, res, NULL, first, row - first);
+    }
+    free(g);
+}
+
+/* A PostgreSQL array literal element: the id quoted, with " and \ escaped. */
+static int array_elem(x4_buf *a, const char *id) {
+    int rc = x4_buf_puts(a, "\"");
+    for (const char *p = id; *p && rc == 0; p++) {
+        if (*p == '"' || *p == '\\') rc |= x4_buf_puts(a, "\\");
+        rc |= x4_buf_printf(a, "%c", *p);
+    }
+    return rc | x4_buf_puts(a, "\"");
+}
+
+static void send_group(x4_engine *e, batch_ctx **m, size_t n) {
+    if (n == 1) {
+        send_batch(e, m[0]);
+        return;
+    }
+    group_ctx *g = malloc(sizeof *g);
+    x4_buf ids = {0}, batches = {0};
+    int rc = g ? x4_buf_puts(&ids, "{") | x4_buf_puts(&batches, "[") : -1;
+    for (size_t k = 0; k < n && rc == 0; k++) {
+        rc |= (k ? x4_buf_puts(&ids, ",") | x4_buf_puts(&batches, ",") : 0) | array_elem(&ids, m[k]->c.run->id) |
+              x4_buf_puts(&batches, m[k]->text);
+    }
+    if (rc == 0) rc = x4_buf_puts(&ids, "}") | x4_buf_puts(&batches, "]");
+    if (rc != 0) { /* out of memory: one by one */
+        free(g);
+        for (size_t k = 0; k < n; k++) send_batch(e, m[k]);
+    } else {
+        g->e = e;
+        g->n = n;
+        memcpy(g->m, m, n * sizeof *m);
+        const char *params[] = {e->owner, ids.data, batches.data};
+        x4_pg_query(e->pg, "SELECT " X4_EV_COLS " FROM x4_steps_update_group($1,$2::text[],$3::jsonb) e", 3, params,
+                    on_group, g);
+    }
+    x4_buf_free(&ids);
+    x4_buf_free(&batches);
+}
+
+/* A claimed step of a run in a write just sent (for DISPATCH=eager; holds a reference). */
+typedef struct {
+    x4_run *run;
+    size_t idx;
+} eager_item;
+
+/* Sends the group, then (DISPATCH=eager) the requests of the steps it starts. */
+static void flush_group(x4_engine *e, batch_ctx **m, size_t *n, eager_item *ea, size_t *nea) {
+    if (*n) send_group(e, m, *n);
+    *n = 0;
+    for (size_t k = 0; k < *nea; k++) {
+        if (!ea[k].run->dead) dispatch_eager(ea[k].run, ea[k].idx);
+        run_unref(ea[k].run);
+    }
+    *nea = 0;
+}
+
+/* The end of a loop turn: every run's queued successes, in one transaction for up to
+ * X4_SCHED_GROUP_MAX runs (x4_steps_update_group; one run alone: x4_steps_update). */
 static void on_flush(uv_check_t *h) {
     struct x4_sched *sc = h->data;
+    x4_engine *e = sc->e;
     uv_check_stop(h);
     x4_run *list = sc->flush_head;
     sc->flush_head = NULL;
+    batch_ctx *m[X4_SCHED_GROUP_MAX];
+    eager_item ea[X4_SCHED_GROUP_MAX * 16];
+    size_t n = 0, nea = 0;
     while (list) {
         x4_run *r = list;
         list = r->flush_next;
         r->flush_queued = 0;
-        if (!r->dead) flush_run(r);
+        batch_ctx *b = r->dead ? NULL : flush_run(r);
+        if (b) {
+            if (n == X4_SCHED_GROUP_MAX || nea + b->nstart > sizeof ea / sizeof ea[0]) flush_group(e, m, &n, ea, &nea);
+            m[n++] = b;
+            for (size_t k = 0; k < b->nstart && e->cfg.dispatch_eager; k++) {
+                run_ref(r);
+                ea[nea++] = (eager_item){r, b->idx[b->nsucc + k]};
+            }
+        }
         run_unref(r);
     }
+    flush_group(e, m, &n, ea, &nea);
 }
 
 /* The outcome of a paid request is stored: now the step's own write may follow. */
@@ -1445,6 +1540,7 @@ static void on_event(const x4_event *ev, void *ud) {
 int x4_sched_open(x4_engine *e) {
     e->sched = calloc(1, sizeof *e->sched);
     if (!e->sched) return -1;
+    e->sched->e = e;
     uv_check_init(e->loop, &e->sched->flush);
     e->sched->flush.data = e->sched;
     e->sched->flush_open = 1;

@@ -105,9 +105,24 @@ static void plan_failed(x4_engine *e, const char *id, const char *why) {
  * maxCost and — unless PLAN_CACHE_SHARED=1 — the user. A hit is validated again against the
  * current catalog (x4_plan_parse) before use. Identical requests plan once: the first takes
  * `<key>:lock` (SET NX PX), the others poll the key for up to PLAN_CACHE_WAIT_MS and only then
- * plan themselves. Redis down = no cache, never an error. */
+ * plan themselves. Redis down = no cache, never an error.
+ *
+ * In front of Redis, an in-process copy (l1_get / l1_put): the cached entries this process has
+ * read or written, in L1_SLOTS slots chosen by the key's hash (a newer entry takes the slot),
+ * each kept at most L1_TTL_MS and never past PLAN_CACHE_TTL_MS — a repeated task is answered
+ * without a round trip, and validated against the current catalog like a Redis hit.
+ * PLAN_CACHE_LOCAL=off turns it off (every hit is then a Redis GET). */
 
 #define CACHE_POLL_MS 25
+#define L1_SLOTS 1024
+#define L1_TTL_MS 30000
+
+static struct {
+    char key[96];
+    char *text; /* "<planner>\n<plan json>", as in Redis */
+    size_t len;
+    uint64_t until_ms;
+} g_l1[L1_SLOTS];
 
 typedef struct plan_job {
     x4_engine *e;
@@ -132,6 +147,50 @@ static void job_free(plan_job *j) {
 static uint64_t cache_ttl_ms(void) {
     const char *v = getenv("PLAN_CACHE_TTL_MS");
     return v ? strtoull(v, NULL, 10) : 600000;
+}
+
+static int l1_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *v = getenv("PLAN_CACHE_LOCAL");
+        on = !(v && !strcmp(v, "off"));
+    }
+    return on;
+}
+
+static const char *l1_get(const char *key, size_t *len) {
+    if (!l1_on()) return NULL;
+    unsigned slot = (unsigned)(x4_hash_str(key) % L1_SLOTS);
+    if (!g_l1[slot].text || strcmp(g_l1[slot].key, key) != 0) return NULL;
+    if (x4_mono_us() / 1000 >= g_l1[slot].until_ms) {
+        free(g_l1[slot].text);
+        g_l1[slot].text = NULL;
+        return NULL;
+    }
+    *len = g_l1[slot].len;
+    return g_l1[slot].text;
+}
+
+static void l1_put(const char *key, const char *text, size_t len) {
+    if (!l1_on()) return;
+    unsigned slot = (unsigned)(x4_hash_str(key) % L1_SLOTS);
+    char *copy = malloc(len + 1);
+    if (!copy) return;
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    free(g_l1[slot].text);
+    snprintf(g_l1[slot].key, sizeof g_l1[slot].key, "%s", key);
+    g_l1[slot].text = copy;
+    g_l1[slot].len = len;
+    uint64_t ttl = cache_ttl_ms();
+    g_l1[slot].until_ms = x4_mono_us() / 1000 + (ttl < L1_TTL_MS ? ttl : L1_TTL_MS);
+}
+
+static void l1_clear(void) {
+    for (size_t i = 0; i < L1_SLOTS; i++) {
+        free(g_l1[i].text);
+        g_l1[i].text = NULL;
+    }
 }
 
 static void cache_key(x4_engine *e, const char *task, const char *user, uint64_t max_cost, char out[96]) {
@@ -171,6 +230,7 @@ static void cache_put(x4_engine *e, const char *key, const char *plan_text, cons
     snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)cache_ttl_ms());
     x4_buf b = {0};
     if (x4_buf_printf(&b, "%s\n%s", planner, plan_text) == 0) {
+        l1_put(key, b.data, b.len);
         const char *argv[] = {"SET", key, b.data, "PX", ttl};
         size_t lens[] = {3, strlen(key), b.len, 2, strlen(ttl)};
         x4_bus_command(e->bus, 5, argv, lens, NULL, NULL);
@@ -355,6 +415,7 @@ static void on_cached(redisReply *reply, const char *err, void *ud) {
         /* "<planner>\n<plan json>": validated again against the current catalog */
         char planner[80];
         x4_plan *plan = cached_plan(e, reply->str, reply->len, j->max_cost, planner);
+        if (plan) l1_put(j->key, reply->str, reply->len);
         if (plan) {
             store_plan_cached(e, j->id, plan, planner, NULL, 0, j->t0_ns);
             x4_plan_free(plan);
@@ -382,6 +443,7 @@ typedef struct {
     uint64_t max_cost;
     x4_wf_cache_cb cb;
     void *ud;
+    char key[96];
 } probe_ctx;
 
 /* A cached "<planner>\n<plan json>" validated against the current catalog, or NULL. */
@@ -402,8 +464,10 @@ static void on_probe(redisReply *reply, const char *err, void *ud) {
     probe_ctx *p = ud;
     char planner[80] = "";
     x4_plan *plan = NULL;
-    if (!err && reply && reply->type == REDIS_REPLY_STRING && !p->e->stopping)
+    if (!err && reply && reply->type == REDIS_REPLY_STRING && !p->e->stopping) {
         plan = cached_plan(p->e, reply->str, reply->len, p->max_cost, planner);
+        if (plan) l1_put(p->key, reply->str, reply->len);
+    }
     p->cb(plan, planner, p->ud);
     free(p);
 }
@@ -411,8 +475,23 @@ static void on_probe(redisReply *reply, const char *err, void *ud) {
 void x4_wf_cache_probe(x4_engine *e, const char *task, const char *user, uint64_t max_cost, x4_wf_cache_cb cb,
                        void *ud) {
     const char *off = getenv("PLAN_CACHE");
-    probe_ctx *p = NULL;
-    if (!(off && !strcmp(off, "off")) && e->bus && x4_bus_healthy(e->bus) && e->catalog) p = calloc(1, sizeof *p);
+    if ((off && !strcmp(off, "off")) || !e->catalog) {
+        cb(NULL, "", ud);
+        return;
+    }
+    char key[96];
+    cache_key(e, task, user, max_cost, key);
+    size_t len;
+    const char *text = l1_get(key, &len);
+    if (text) { /* answered in this process, at once */
+        char planner[80] = "";
+        x4_plan *plan = cached_plan(e, text, len, max_cost, planner);
+        if (plan) {
+            cb(plan, planner, ud);
+            return;
+        }
+    }
+    probe_ctx *p = e->bus && x4_bus_healthy(e->bus) ? calloc(1, sizeof *p) : NULL;
     if (!p) {
         cb(NULL, "", ud);
         return;
@@ -421,8 +500,7 @@ void x4_wf_cache_probe(x4_engine *e, const char *task, const char *user, uint64_
     p->max_cost = max_cost;
     p->cb = cb;
     p->ud = ud;
-    char key[96];
-    cache_key(e, task, user, max_cost, key);
+    snprintf(p->key, sizeof p->key, "%s", key);
     const char *argv[] = {"GET", key};
     size_t lens[] = {3, strlen(key)};
     x4_bus_command(e->bus, 2, argv, lens, on_probe, p);
@@ -430,6 +508,18 @@ void x4_wf_cache_probe(x4_engine *e, const char *task, const char *user, uint64_
 
 static void cache_get(plan_job *j) {
     x4_engine *e = j->e;
+    size_t len;
+    const char *text = j->key[0] ? l1_get(j->key, &len) : NULL;
+    if (text) {
+        char planner[80];
+        x4_plan *plan = cached_plan(e, text, len, j->max_cost, planner);
+        if (plan) {
+            store_plan_cached(e, j->id, plan, planner, NULL, 0, j->t0_ns);
+            x4_plan_free(plan);
+            job_free(j);
+            return;
+        }
+    }
     if (!j->key[0] || !e->bus || !x4_bus_healthy(e->bus)) {
         j->key[0] = 0;
         job_plan(j);
@@ -573,6 +663,7 @@ int x4_wf_open(x4_engine *e) {
 
 void x4_wf_close(x4_engine *e) {
     x4_planning_close();
+    l1_clear();
     while (g_planning) planning_del(g_planning->id);
     if (uv_is_active((uv_handle_t *)&e->lease_timer) || e->lease_timer.loop) {
         uv_timer_stop(&e->lease_timer);

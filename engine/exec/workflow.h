@@ -24,8 +24,9 @@ void x4_wf_plan(x4_engine *e, const char *workflow_id);
  * versions), validated against the current catalog, so a repeated task is created already
  * planned in one transaction. cb gets the plan (the callee frees it) and its planner label
  * ("cache:<planner>"), or NULL on a miss, an invalid entry, Redis down or PLAN_CACHE=off —
- * then the workflow is created in planning as usual (and planned with single-flight). cb may
- * run inside this call. */
+ * then the workflow is created in planning as usual (and planned with single-flight). An
+ * entry this process has read or written lately answers without a round trip (workflow.c's
+ * in-process copy). cb may run inside this call. */
 typedef void (*x4_wf_cache_cb)(x4_plan *plan, const char *planner, void *ud);
 void x4_wf_cache_probe(x4_engine *e, const char *task, const char *user, uint64_t max_cost, x4_wf_cache_cb cb,
                        void *ud);

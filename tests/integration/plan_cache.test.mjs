@@ -1,8 +1,9 @@
 // tests/integration/plan_cache.test.mjs — the plan cache: an identical task from the same user
 // is answered from Redis (planner "cache:…"), another user's is not shared (unless
 // PLAN_CACHE_SHARED=1), and concurrent identical requests plan once (single-flight); the
-// server's planning latency shows in /metrics per source (cache / planner); and the engine's
-// offline planner follows POLICY_DIR/matching.lua.
+// server's planning latency shows in /metrics per source (cache / planner) and the store apart;
+// the engine's offline planner follows POLICY_DIR/matching.lua; and a process answers a repeated
+// task from its own copy (PLAN_CACHE_LOCAL). The last test restarts the engine.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -105,4 +106,32 @@ test('the engine plans with POLICY_DIR/matching.lua', async () => {
     rmSync(dir, { recursive: true, force: true });
   }
   // and the shipped policy plans it (the first test above)
+});
+
+// Redis keys are hashed; this test's is the one whose cached plan holds its unique tag.
+async function dropCachedPlan(tag) {
+  const { execFile } = await import('node:child_process');
+  const { testenv } = await import('../lib/harness.mjs');
+  const cli = (...args) => new Promise((res, rej) => execFile('redis-cli', ['-s', `${testenv()}/redis.sock`, ...args],
+    (err, stdout) => (err ? rej(err) : res(stdout))));
+  const keys = (await cli('--scan', '--pattern', 'x402r:plan:*')).split('\n').filter((k) => k && !k.endsWith(':lock'));
+  let dropped = 0;
+  for (const k of keys) {
+    if ((await cli('GET', k)).includes(tag)) dropped += Number((await cli('DEL', k)).trim());
+  }
+  return dropped;
+}
+
+test('a repeated task is answered by the process itself when Redis has lost the entry; PLAN_CACHE_LOCAL=off always asks Redis', async () => {
+  const tag = randomBytes(6).toString('hex');
+  const task = `Echo the message "note ${tag}"`;
+  assert.equal(await planner('alice', task), 'offline');
+  assert.equal(await dropCachedPlan(tag), 1, 'the plan was cached in Redis');
+  assert.equal(await planner('alice', task), 'cache:offline', "answered from the process's own copy");
+  // another process has no copy of its own, and this one is told not to keep one
+  await ctx.restart({ RATE_LIMIT_PER_MIN: '0', PLAN_CACHE_LOCAL: 'off' });
+  assert.equal(await planner('alice', task), 'offline', 'Redis lost it and the new process never had it: planned again');
+  assert.equal(await planner('alice', task), 'cache:offline', 'from Redis');
+  assert.equal(await dropCachedPlan(tag), 1);
+  assert.equal(await planner('alice', task), 'offline', 'no copy in the process: planned again');
 });

@@ -111,3 +111,26 @@ test('create with approve may store only root steps as started, each once, with 
     'a=running/1,b=pending/0,c=pending/0');
   assert.equal(await lastSeq(wf), 5);
 });
+
+test('x4_steps_update_group: several workflows in one transaction, rows contiguous in order; a stale lease contributes none; a bad batch rolls back the group', async () => {
+  const [w1, w2, w3] = [await executing(), await executing(), await executing()];
+  const s1 = await lastSeq(w1), s2 = await lastSeq(w2);
+  await q(`UPDATE workflows SET lease_owner = 'someone-else' WHERE id = '${w3}'`);
+  const arr = (...ids) => `'{${ids.map((i) => `"${i}"`).join(',')}}'::text[]`;
+  const group = (...bs) => `'${JSON.stringify(bs)}'::jsonb`;
+  const rows = (await q(`SELECT workflow_id || ':' || seq || ':' || (data->>'stepId') FROM x4_steps_update_group('owner-t',
+    ${arr(w2, w3, w1)}, ${group([tr('a', 'running', 'step.started'), tr('b', 'running', 'step.started')],
+    [tr('a', 'running', 'step.started')], [tr('c', 'running', 'step.started')])})`)).split('\n');
+  assert.deepEqual(rows, [`${w2}:${s2 + 1}:a`, `${w2}:${s2 + 2}:b`, `${w1}:${s1 + 1}:c`]);
+  assert.equal(await q(`SELECT status FROM steps WHERE workflow_id = '${w3}' AND id = 'a'`), 'pending', 'fenced: nothing stored');
+  // a terminal step in one batch: the whole group rolls back, the good batch included
+  await q(`SELECT count(*) FROM x4_steps_update('${w1}', 'owner-t', ${batch(tr('c', 'succeeded', 'step.completed', { output: 1 }))})`);
+  const t1 = await lastSeq(w1), t2 = await lastSeq(w2);
+  await assert.rejects(q(`SELECT count(*) FROM x4_steps_update_group('owner-t', ${arr(w2, w1)}, ${group(
+    [tr('c', 'running', 'step.started')], [tr('c', 'failed', 'step.failed', { error: 'late' })])})`),
+  /step c of .* is already succeeded and cannot become failed/);
+  assert.equal(await lastSeq(w2), t2);
+  assert.equal(await lastSeq(w1), t1);
+  assert.equal(await q(`SELECT status FROM steps WHERE workflow_id = '${w2}' AND id = 'c'`), 'pending');
+  await assert.rejects(q(`SELECT count(*) FROM x4_steps_update_group('owner-t', ${arr(w1)}, '[]'::jsonb)`), /1 workflows, 0 batches/);
+});
