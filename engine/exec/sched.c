@@ -10,12 +10,12 @@
  * uv_check, after that turn's I/O callbacks): every success of the run that arrived in the same
  * turn and the "running" of every dependent they make ready form one batch (x4_steps_update),
  * so a join whose dependencies answer together costs one commit, and its dependent's request
- * waits for that one commit only. The batches of all runs of that turn go in one transaction
- * (x4_steps_update_group, up to X4_SCHED_GROUP_MAX runs): one commit for the turn, not one per
- * run; if the group is refused, each batch is sent again on its own. A dependent is claimed as soon as every
- * dependency's output is known, even when one of those successes is still in another write in
- * flight; it acts once its "running" and all of them have landed (step_go). The last step's
- * success and the workflow's completion are one transaction too (x4_step_finish).
+ * waits for that one commit only; the last step's success goes with the workflow's completion
+ * (x4_step_finish). The writes of all runs of that turn go in one transaction
+ * (x4_sched_write_group, up to X4_SCHED_GROUP_MAX runs): one commit for the turn, not one per
+ * run; if the group is refused, each write is sent again on its own. A dependent is claimed as
+ * soon as every dependency's output is known, even when one of those successes is still in
+ * another write in flight; it acts once its "running" and all of them have landed (step_go).
  *
  * Dispatch: with DISPATCH=eager (the default) such a dependent's request goes out right beside
  * that write (dispatch_eager), and its answer, if it comes first, is kept (a copy) until the
@@ -113,6 +113,7 @@ struct x4_run {
     step_timer *deadline;
     size_t *pend;         /* successes waiting for the end of this loop turn (flush_runs) */
     size_t npend;
+    struct batch_ctx *fin; /* the last step's success with the completion, waiting for the flush */
     x4_run *flush_next;   /* queued for the flush (holds a reference) */
     int flush_queued;
     x4_run *next;         /* bucket chain */
@@ -489,9 +490,10 @@ static void succeeded_landed(x4_run *r, size_t i) {
 }
 
 /* Successes stored together with the start of the dependents they unblocked (flush_run). */
-typedef struct {
-    step_ctx c; /* first: write_landed and ctx_done take it; c.idx is unused */
-    char *text;  /* the batch (x4_steps_update's p_batch) */
+typedef struct batch_ctx {
+    step_ctx c; /* first: write_landed and ctx_done take it; c.idx is the finishing step */
+    char *text;  /* the batch (x4_steps_update's p_batch), or the finish (an object) */
+    int finish;  /* the last step's success and the completion (x4_step_finish) */
     size_t nsucc, nstart;
     size_t idx[]; /* nsucc successes, then nstart started steps */
 } batch_ctx;
@@ -521,9 +523,7 @@ out:
     batch_free(b);
 }
 
-static void on_succeeded_batch(PGresult *res, const char *err, void *ud) {
-    batch_landed(ud, res, err, 0, err ? 0 : PQntuples(res));
-}
+
 
 static void on_failed_or_skipped(PGresult *res, const char *err, void *ud) {
     step_ctx *c = ud;
@@ -792,18 +792,29 @@ static json_t *transition(x4_run *r, size_t i, const char *status, json_t *outpu
                      r->st[i].attempts, "output", output, "type", type, "data", evdata);
 }
 
-/* The last step's success and the completion, stored together (sql/092_step_finish.sql). */
-static void on_step_finished(PGresult *res, const char *err, void *ud) {
-    step_ctx *c = ud;
+/* The last step's success and the completion landed (sql/097_step_finish.sql): the run is over. */
+static void finish_landed(batch_ctx *b, PGresult *res, const char *err, int first, int count) {
+    step_ctx *c = &b->c;
     x4_run *r = c->run;
-    if (write_landed(c, res, err) == 0) {
+    if (write_landed_rows(c, res, err, first, count) == 0) {
         r->e->stats.steps_succeeded++;
         r->st[c->idx].state = ST_SUCCEEDED;
         slot_release(r, c->idx);
         wake_starved(r->e);
         run_kill(r, "finished");
     }
-    ctx_done(c);
+    batch_free(b);
+}
+
+/* Queues run r for the end of this loop turn's flush (on_flush). */
+static void flush_queue(x4_run *r) {
+    if (r->flush_queued) return;
+    struct x4_sched *sc = r->e->sched;
+    r->flush_queued = 1;
+    run_ref(r);
+    r->flush_next = sc->flush_head;
+    sc->flush_head = r;
+    if (sc->flush_open) uv_check_start(&sc->flush, on_flush);
 }
 
 /* Whether step i is the last one: every other step succeeded and no other write is in flight
@@ -815,10 +826,9 @@ static int last_to_succeed(const x4_run *r, size_t i) {
     return 1;
 }
 
-/* A step's answer is its output: store it (and announce step.completed). The last step goes
- * at once with the completion; any other is queued for this loop turn's flush (flush_run). */
+/* A step's answer is its output: store it (and announce step.completed), queued for this loop
+ * turn's flush (flush_run) — the last step together with the workflow's completion. */
 static void step_succeed(x4_run *r, size_t i, json_t *output) {
-    x4_engine *e = r->e;
     step_rt *s = &r->st[i];
     s->state = ST_WRITING;
     s->output = output;
@@ -826,30 +836,33 @@ static void step_succeed(x4_run *r, size_t i, json_t *output) {
     json_t *d = json_pack("{s:s, s:O, s:i, s:I}", "stepId", r->plan->steps[i].id, "output", output, "attempt",
                           s->attempts, "durationMs", (json_int_t)((x4_mono_us() - s->t0_us) / 1000));
     if (last_to_succeed(r, i)) {
+        /* with the completion, at the end of this loop turn (grouped with other runs' writes) */
         r->finishing = 1;
         json_t *wo = run_output(r);
-        json_t *wd = wo ? json_pack("{s:O}", "output", wo) : NULL;
-        char attempts[16];
-        snprintf(attempts, sizeof attempts, "%d", s->attempts);
-        char *out = json_dumps(output, JSON_COMPACT | JSON_ENCODE_ANY), *data = d ? json_dumps(d, JSON_COMPACT) : NULL;
-        char *wout = wo ? json_dumps(wo, JSON_COMPACT) : NULL, *wdata = wd ? json_dumps(wd, JSON_COMPACT) : NULL;
+        json_t *item = wo && d ? json_pack("{s:s, s:i, s:O, s:O, s:O, s:{s:O}}", "step", r->plan->steps[i].id, "attempts",
+                                           s->attempts, "output", output, "data", d, "wfOutput", wo, "wfData",
+                                           "output", wo)
+                               : NULL;
         json_decref(d);
         json_decref(wo);
-        json_decref(wd);
-        step_ctx *c = out && data && wout && wdata ? ctx_new(r, i) : NULL;
-        if (c) {
-            const char *params[] = {r->id, e->owner, r->plan->steps[i].id, attempts, out, data, wout, wdata};
-            r->writes++;
-            x4_pg_query(e->pg,
-                        "SELECT " X4_EV_COLS " FROM x4_step_finish($1,$2,$3,$4::int,$5::jsonb,$6::jsonb,$7::jsonb,"
-                        "$8::jsonb) e",
-                        8, params, on_step_finished, c);
+        batch_ctx *b = item ? malloc(sizeof *b + sizeof b->idx[0]) : NULL;
+        if (b) b->text = json_dumps(item, JSON_COMPACT);
+        json_decref(item);
+        if (!b || !b->text) {
+            if (b) free(b);
+            run_kill(r, "out of memory");
+            return;
         }
-        free(out);
-        free(data);
-        free(wout);
-        free(wdata);
-        if (!c) run_kill(r, "out of memory");
+        b->finish = 1;
+        b->nsucc = 1;
+        b->nstart = 0;
+        b->idx[0] = i;
+        b->c.run = r;
+        b->c.idx = i;
+        run_ref(r);
+        r->writes++;
+        r->fin = b;
+        flush_queue(r);
         return;
     }
     /* Not the last: queued for the end of this loop turn, so that successes arriving together
@@ -864,14 +877,7 @@ static void step_succeed(x4_run *r, size_t i, json_t *output) {
     }
     r->pend = np;
     r->pend[r->npend++] = i;
-    if (!r->flush_queued) {
-        struct x4_sched *sc = e->sched;
-        r->flush_queued = 1;
-        run_ref(r);
-        r->flush_next = sc->flush_head;
-        sc->flush_head = r;
-        if (sc->flush_open) uv_check_start(&sc->flush, on_flush);
-    }
+    flush_queue(r);
 }
 
 /* DISPATCH=eager: sends claimed step i's request now, beside the write of its "running" (and
@@ -903,11 +909,17 @@ static void dispatch_eager(x4_run *r, size_t i) {
     s->inputs = inputs;
 }
 
-/* Prepares the write of a run's queued successes with the "running" of the dependents they make
- * ready (claimed now, slots permitting): one x4_steps_update batch, sent by on_flush (alone or
- * grouped with other runs'). NULL when there is nothing to write (or the run was killed). */
+/* The write of a run for this turn's flush: its finish (queued by step_succeed), or its queued
+ * successes with the "running" of the dependents they make ready (claimed now, slots
+ * permitting) as one x4_steps_update batch; sent by on_flush with the other runs' writes. NULL
+ * when there is nothing to write (or the run was killed). */
 static batch_ctx *flush_run(x4_run *r) {
     x4_engine *e = r->e;
+    if (r->fin) { /* the finish: nothing else of the run is pending (last_to_succeed) */
+        batch_ctx *f = r->fin;
+        r->fin = NULL;
+        return f;
+    }
     size_t n = r->npend;
     r->npend = 0;
     if (n == 0) return NULL;
@@ -919,6 +931,7 @@ static batch_ctx *flush_run(x4_run *r) {
         return NULL;
     }
     b->text = NULL;
+    b->finish = 0;
     b->nsucc = n;
     b->nstart = 0;
     memcpy(b->idx, r->pend, n * sizeof *r->pend);
@@ -971,34 +984,47 @@ static batch_ctx *flush_run(x4_run *r) {
     return b;
 }
 
-static void send_batch(x4_engine *e, batch_ctx *b) {
-    const char *params[] = {b->c.run->id, e->owner, b->text};
-    x4_pg_query(e->pg, "SELECT " X4_EV_COLS " FROM x4_steps_update($1,$2,$3::jsonb) e", 3, params, on_succeeded_batch, b);
-}
-
-/* The batches of several runs, written in one transaction (sql/099_steps_group.sql). */
+/* The writes of several runs, in one transaction (sql/099_write_group.sql). */
 typedef struct {
     x4_engine *e;
     size_t n;
     batch_ctx *m[X4_SCHED_GROUP_MAX];
 } group_ctx;
 
+static void member_landed(batch_ctx *b, PGresult *res, const char *err, int first, int count) {
+    if (b->finish) finish_landed(b, res, err, first, count);
+    else batch_landed(b, res, err, first, count);
+}
+
+static void send_group(x4_engine *e, batch_ctx **m, size_t n);
+
 static void on_group(PGresult *res, const char *err, void *ud) {
     group_ctx *g = ud;
-    if (err) {
-        /* nothing of the group was stored: each batch goes again on its own, so that one bad
-           batch (a step another process ended) fails only its own run */
+    if (err && g->n > 1) {
+        /* nothing of the group was stored: each write goes again on its own, so that one bad
+           write (a step another process ended) fails only its own run */
         x4_warn("sched", "a grouped step write of %zu workflows failed (%s); writing each on its own", g->n, err);
-        for (size_t k = 0; k < g->n; k++) send_batch(g->e, g->m[k]);
-        free(g);
-        return;
-    }
-    int nrows = PQntuples(res), cwf = PQfnumber(res, "workflow_id"), row = 0;
-    for (size_t k = 0; k < g->n; k++) { /* each run's rows are contiguous, in the group's order */
-        batch_ctx *b = g->m[k];
-        int first = row;
-        while (cwf >= 0 && row < nrows && strcmp(PQgetvalue(res, row, cwf), b->c.run->id) == 0) row++;
-        batch_landed(b, res, NULL, first, row - first);
+        for (size_t k = 0; k < g->n; k++) send_group(g->e, &g->m[k], 1);
+    } else if (err) {
+        member_landed(g->m[0], NULL, err, 0, 0);
+    } else {
+        /* each run's rows are contiguous (finishes come after the batches, by user) */
+        int nrows = PQntuples(res), cwf = PQfnumber(res, "workflow_id");
+        int first[X4_SCHED_GROUP_MAX], count[X4_SCHED_GROUP_MAX];
+        for (size_t k = 0; k < g->n; k++) first[k] = count[k] = 0;
+        for (int row = 0; cwf >= 0 && row < nrows;) {
+            const char *wf = PQgetvalue(res, row, cwf);
+            int end = row + 1;
+            while (end < nrows && strcmp(PQgetvalue(res, end, cwf), wf) == 0) end++;
+            for (size_t k = 0; k < g->n; k++)
+                if (strcmp(g->m[k]->c.run->id, wf) == 0) {
+                    first[k] = row;
+                    count[k] = end - row;
+                    break;
+                }
+            row = end;
+        }
+        for (size_t k = 0; k < g->n; k++) member_landed(g->m[k], res, NULL, first[k], count[k]);
     }
     free(g);
 }
@@ -1014,31 +1040,27 @@ static int array_elem(x4_buf *a, const char *id) {
 }
 
 static void send_group(x4_engine *e, batch_ctx **m, size_t n) {
-    if (n == 1) {
-        send_batch(e, m[0]);
-        return;
-    }
     group_ctx *g = malloc(sizeof *g);
-    x4_buf ids = {0}, batches = {0};
-    int rc = g ? x4_buf_puts(&ids, "{") | x4_buf_puts(&batches, "[") : -1;
+    x4_buf ids = {0}, items = {0};
+    int rc = g ? x4_buf_puts(&ids, "{") | x4_buf_puts(&items, "[") : -1;
     for (size_t k = 0; k < n && rc == 0; k++) {
-        rc |= (k ? x4_buf_puts(&ids, ",") | x4_buf_puts(&batches, ",") : 0) | array_elem(&ids, m[k]->c.run->id) |
-              x4_buf_puts(&batches, m[k]->text);
+        rc |= (k ? x4_buf_puts(&ids, ",") | x4_buf_puts(&items, ",") : 0) | array_elem(&ids, m[k]->c.run->id) |
+              x4_buf_puts(&items, m[k]->text);
     }
-    if (rc == 0) rc = x4_buf_puts(&ids, "}") | x4_buf_puts(&batches, "]");
-    if (rc != 0) { /* out of memory: one by one */
-        free(g);
-        for (size_t k = 0; k < n; k++) send_batch(e, m[k]);
-    } else {
+    if (rc == 0) rc = x4_buf_puts(&ids, "}") | x4_buf_puts(&items, "]");
+    if (rc == 0) {
         g->e = e;
         g->n = n;
         memcpy(g->m, m, n * sizeof *m);
-        const char *params[] = {e->owner, ids.data, batches.data};
-        x4_pg_query(e->pg, "SELECT " X4_EV_COLS " FROM x4_steps_update_group($1,$2::text[],$3::jsonb) e", 3, params,
+        const char *params[] = {e->owner, ids.data, items.data};
+        x4_pg_query(e->pg, "SELECT " X4_EV_COLS " FROM x4_sched_write_group($1,$2::text[],$3::jsonb) e", 3, params,
                     on_group, g);
+    } else {
+        free(g);
+        for (size_t k = 0; k < n; k++) member_landed(m[k], NULL, "out of memory", 0, 0);
     }
     x4_buf_free(&ids);
-    x4_buf_free(&batches);
+    x4_buf_free(&items);
 }
 
 /* A claimed step of a run in a write just sent (for DISPATCH=eager; holds a reference). */
@@ -1058,8 +1080,8 @@ static void flush_group(x4_engine *e, batch_ctx **m, size_t *n, eager_item *ea, 
     *nea = 0;
 }
 
-/* The end of a loop turn: every run's queued successes, in one transaction for up to
- * X4_SCHED_GROUP_MAX runs (x4_steps_update_group; one run alone: x4_steps_update). */
+/* The end of a loop turn: every run's queued writes (a batch, or the finish), in one
+ * transaction for up to X4_SCHED_GROUP_MAX runs (x4_sched_write_group). */
 static void on_flush(uv_check_t *h) {
     struct x4_sched *sc = h->data;
     x4_engine *e = sc->e;
@@ -1073,6 +1095,10 @@ static void on_flush(uv_check_t *h) {
         x4_run *r = list;
         list = r->flush_next;
         r->flush_queued = 0;
+        if (r->dead && r->fin) { /* killed before its finish was sent */
+            batch_free(r->fin);
+            r->fin = NULL;
+        }
         batch_ctx *b = r->dead ? NULL : flush_run(r);
         if (b) {
             if (n == X4_SCHED_GROUP_MAX || nea + b->nstart > sizeof ea / sizeof ea[0]) flush_group(e, m, &n, ea, &nea);

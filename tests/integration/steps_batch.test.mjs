@@ -112,25 +112,37 @@ test('create with approve may store only root steps as started, each once, with 
   assert.equal(await lastSeq(wf), 5);
 });
 
-test('x4_steps_update_group: several workflows in one transaction, rows contiguous in order; a stale lease contributes none; a bad batch rolls back the group', async () => {
-  const [w1, w2, w3] = [await executing(), await executing(), await executing()];
+test("x4_sched_write_group: several workflows in one transaction, each one's rows contiguous; a stale lease contributes none; a bad write rolls back the group", async () => {
+  const [w1, w2, w3, w4] = [await executing(), await executing(), await executing(), await executing()];
   const s1 = await lastSeq(w1), s2 = await lastSeq(w2);
   await q(`UPDATE workflows SET lease_owner = 'someone-else' WHERE id = '${w3}'`);
+  // w4: a and b succeeded, c running — its item is the finish (c's success and the completion)
+  await q(`SELECT count(*) FROM x4_steps_update('${w4}', 'owner-t', ${batch(tr('a', 'running', 'step.started'))})`);
+  await q(`SELECT count(*) FROM x4_steps_update('${w4}', 'owner-t', ${batch(tr('a', 'succeeded', 'step.completed', { output: 1 }),
+    tr('b', 'running', 'step.started'), tr('c', 'running', 'step.started'))})`);
+  await q(`SELECT count(*) FROM x4_steps_update('${w4}', 'owner-t', ${batch(tr('b', 'succeeded', 'step.completed', { output: 2 }))})`);
+  const s4 = await lastSeq(w4);
   const arr = (...ids) => `'{${ids.map((i) => `"${i}"`).join(',')}}'::text[]`;
-  const group = (...bs) => `'${JSON.stringify(bs)}'::jsonb`;
-  const rows = (await q(`SELECT workflow_id || ':' || seq || ':' || (data->>'stepId') FROM x4_steps_update_group('owner-t',
-    ${arr(w2, w3, w1)}, ${group([tr('a', 'running', 'step.started'), tr('b', 'running', 'step.started')],
-    [tr('a', 'running', 'step.started')], [tr('c', 'running', 'step.started')])})`)).split('\n');
-  assert.deepEqual(rows, [`${w2}:${s2 + 1}:a`, `${w2}:${s2 + 2}:b`, `${w1}:${s1 + 1}:c`]);
+  const group = (...items) => `'${JSON.stringify(items)}'::jsonb`;
+  const fin = { step: 'c', attempts: 1, output: 3, data: { stepId: 'c' }, wfOutput: { c: 3 }, wfData: { output: { c: 3 } } };
+  const rows = (await q(`SELECT workflow_id || ':' || seq || ':' || type || ':' || COALESCE(data->>'stepId', '')
+    FROM x4_sched_write_group('owner-t', ${arr(w2, w3, w4, w1)}, ${group(
+    [tr('a', 'running', 'step.started'), tr('b', 'running', 'step.started')],
+    [tr('a', 'running', 'step.started')], fin, [tr('c', 'running', 'step.started')])})`)).split('\n');
+  // batches in the order given, then the finishes (ordered by user: the balance row locks)
+  assert.deepEqual(rows, [`${w2}:${s2 + 1}:step.started:a`, `${w2}:${s2 + 2}:step.started:b`,
+    `${w1}:${s1 + 1}:step.started:c`, `${w4}:${s4 + 1}:step.completed:c`, `${w4}:${s4 + 2}:workflow.completed:`]);
   assert.equal(await q(`SELECT status FROM steps WHERE workflow_id = '${w3}' AND id = 'a'`), 'pending', 'fenced: nothing stored');
-  // a terminal step in one batch: the whole group rolls back, the good batch included
+  assert.equal(await q(`SELECT status || ',' || output::text FROM workflows WHERE id = '${w4}'`), 'completed,{"c": 3}');
+  // a terminal step in one write: the whole group rolls back, the good write included
   await q(`SELECT count(*) FROM x4_steps_update('${w1}', 'owner-t', ${batch(tr('c', 'succeeded', 'step.completed', { output: 1 }))})`);
   const t1 = await lastSeq(w1), t2 = await lastSeq(w2);
-  await assert.rejects(q(`SELECT count(*) FROM x4_steps_update_group('owner-t', ${arr(w2, w1)}, ${group(
+  await assert.rejects(q(`SELECT count(*) FROM x4_sched_write_group('owner-t', ${arr(w2, w1)}, ${group(
     [tr('c', 'running', 'step.started')], [tr('c', 'failed', 'step.failed', { error: 'late' })])})`),
   /step c of .* is already succeeded and cannot become failed/);
   assert.equal(await lastSeq(w2), t2);
   assert.equal(await lastSeq(w1), t1);
   assert.equal(await q(`SELECT status FROM steps WHERE workflow_id = '${w2}' AND id = 'c'`), 'pending');
-  await assert.rejects(q(`SELECT count(*) FROM x4_steps_update_group('owner-t', ${arr(w1)}, '[]'::jsonb)`), /1 workflows, 0 batches/);
+  await assert.rejects(q(`SELECT count(*) FROM x4_sched_write_group('owner-t', ${arr(w1)}, '[]'::jsonb)`), /1 workflows, 0 items/);
+  await assert.rejects(q(`SELECT count(*) FROM x4_sched_write_group('owner-t', ${arr(w1)}, '[1]'::jsonb)`), /neither a batch nor a finish/);
 });
