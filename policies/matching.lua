@@ -17,6 +17,8 @@
 --   step_cost           joint choice: what a clause's own step costs (× the share of its words
 --                       the catalog knows); a clause whose best service, with the two bonuses,
 --                       is worth less gets no step (0: every clause that matches gets one)
+--   link_bonus          joint choice: for a service that shares a parameter name few services
+--                       use (at most 15 in the catalog) with one chosen for an earlier clause
 --
 -- score(f) — optional (not defined here: the built-in rank is used). When defined, the planner
 -- calls it for the 6 best services of each clause by the built-in rank, with f = {service,

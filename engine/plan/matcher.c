@@ -16,39 +16,50 @@
  *     before that comma or a clause opening with a subordinator ("After analysing the results,
  *     ...", "Upon completion of these tasks, finally ...") — it refers back — and a sentence
  *     that only describes ("The deadline is on May 1.": determiner, then a copula not followed
- *     by a participle).
+ *     by a participle). A clause of request verbs and fillers alone that holds no value ("Can
+ *     you help me?") opens the next one.
  *  3. Choice: per clause, BM25 (k1, b) / the clause's Σ idf (the synonyms of its request verbs
- *     — "propose" → suggest, recommend, advise — join the query at SYN_W), combined by
+ *     — "propose" → suggest, recommend, advise — join the query at SYN_W, further general groups
+ *     — "sift" → parse, filter, extract — at SYN_MORE_W, and derived forms of its words the
+ *     catalog uses — "adjustments" → adjust, "predict" → prediction — at DERIV_W), combined by
  *     x4_planner_rank() with the share of the service's name mentioned, its BM25 against the
  *     whole task (context), the share of its required inputs earlier steps output (chaining)
  *     and price; needs ≥ match_min and a name/tag hit or two tokens. Then the joint choice
  *     (preselect): the top 6 services of every clause, and a beam search (24 wide) over the
  *     clauses maximising Σ rank + wire_bonus × the share of a service's inputs the services
  *     chosen for earlier clauses feed + fill_bonus × the share fed or evidenced by the task (a
- *     literal whose words name the input, the input's name, an enum value) − step_cost × the
- *     share of the clause's words the catalog knows, or no step for the clause (worth 0: an
+ *     literal whose words name the input, the input's name, an enum value) + link_bonus when it
+ *     shares a parameter name few services use (≤ LINK_DF_MAX) with an earlier choice (such
+ *     services belong to one workflow) − step_cost × the share of the clause's words the
+ *     catalog knows, or no step for the clause (worth 0: an
  *     aside, a detail of another step; if no choice plans a step, the best one-step choice);
  *     no service twice, within max_cost. policies/matching.lua may set the weights (weights)
  *     and replace the rank of the top 6 per clause (score).
  *  4. Wiring, per input: same-named earlier output (type-compatible); required: Dice of name +
  *     description tokens ≥ sim_typed when both sides are typed, sim_min for an untyped output;
  *     enum values the task names, then example values the description lists ("such as 'cat',
- *     'dog'"); literals (quoted strings, numbers, booleans, dates as ISO 8601, times of day,
- *     ids / e-mails / file names / ratios / digit groups ("123-456-7890", "192.168.1.10"),
- *     proper-noun spans ("E. coli", "Room 101"); lists "A, B and C" for arrays)
- *     matched by the words around them, by their unit ("90 minutes" is a duration, "$250" a
- *     price) and by the preposition before them ("from" an origin, "to" a destination, "in" /
- *     "at" / "near" a place, "for" a person; another clause's literal only by two words), same
- *     clause, priority and date/time-ness (a date-like input prefers a date, a year input a
- *     year); a value named by the input ("pink gill color", "not toxic"); a still-open
- *     required input: an earlier output at sim_min, any literal of its type, its default, the
- *     most similar earlier output of its type; then chaining a provider service (depth ≤ 2); then what the task says of it
- *     (a string the clause's words, a flag true, a field-less object {}), unless the clause
- *     names the input without a value ("for my city": validation then names it).
+ *     'dog'", "options: ...", "either ... or ..."); literals (quoted strings, numbers and number
+ *     words, booleans, dates as ISO 8601, times of day, ids / e-mails / file names / ratios /
+ *     digit groups ("123-456-7890", "192.168.1.10"), proper-noun spans ("E. coli", "Room 101",
+ *     "Leonardo da Vinci", "Artify Inc."), street addresses ("123 Main Street, Cityville");
+ *     lists "A, B and C" for arrays, also of common nouns ("itchiness and redness": arrays only);
+ *     compound words ("middle-aged") rank low) matched by the words around them (the two right
+ *     before a value, or the word after a number, count once more: "passport number X", "4
+ *     guests"), by their unit ("90 minutes" is a duration, "$250" a price) and by the
+ *     preposition before them ("from" an origin, "to" a destination, "in" / "at" / "near" a
+ *     place, "for" a person; another clause's literal only by two words), same clause, priority
+ *     and date/time-ness (a date-like input prefers a date, a year input a year); a value named
+ *     by the input ("pink gill color", "not toxic"; by its head word for "<head>_type" /
+ *     "_name" / ...: "fiberglass insulation"); a still-open required input: an earlier output
+ *     at sim_min, a literal of its type from its clause (a number from anywhere), a weakly
+ *     similar output, its default, another clause's text literal, the most similar earlier
+ *     output of its type; then chaining a provider service (depth ≤ 2); then what the task says
+ *     of it (a string the clause's words, a flag true, a field-less object {}), unless the
+ *     clause names the input without a value ("for my city": validation then names it).
  *  5. The plan goes through x4_plan_parse(); a rejected plan is given back as a draft on request.
  *
- * Quality (bench/planner/RESULTS.md, NesTools dev, strict): tool F1 0.725, edge F1 0.563,
- * literal F1 0.470, 96% valid (0.667 / 0.503 / 0.407, 89% before this round). Tried and
+ * Quality (bench/planner/RESULTS.md, NesTools dev, strict): tool F1 0.736, edge F1 0.586,
+ * literal F1 0.502, 97% valid (0.725 / 0.563 / 0.470, 96% before the third round). Tried and
  * dropped (no gain on dev): derivational prefixes as extra tokens, more suffix stripping, a
  * stricter match_min for clauses split inside a sentence, dropping a clause another chosen
  * service covers, the name share against the whole task, per-clause input evidence, names
@@ -57,7 +68,9 @@
  * an earlier step it also matches, a step cost relative to the task's best clause, none (or
  * less) for sentence-initial, "finally"-marked or literal-holding clauses, synonyms in the
  * whole-task context, noun synonyms, other field weights, a beam of 10 per clause or 64 wide,
- * the last-resort literal after a weak output.
+ * the last-resort literal after a weak output; third round: a bonus per shared parameter name
+ * (beyond one) or for names many services use, candidates from further down linked to another
+ * clause's, adjacent name-word pairs in the clause, "titled"/"named" as a title's role.
  * Limits: tasks up to 16 KiB, 64 clauses, 128 literals. Cost per task: O(clause tokens ×
  * postings) per clause plus the beam, ~2.5 ms on NesTools. */
 #include "plan/matcher.h"
@@ -80,6 +93,8 @@
 
 #define OPTIONAL_MIN 0.20 /* an optional input's provider: relevance to the whole task */
 #define OPTIONAL_HITS 3   /* ... and this many distinct task words in its description */
+#define ADJ_W 1.0         /* a literal: × parameter words among the two right before it */
+#define LINK_DF_MAX 15    /* a parameter name links two services when at most this many use it */
 #define MAX_CHAIN_DEPTH 2
 #define DATE_MISS 1.0 /* a text literal for a date/time-like input: this much less likely */
 #define MAX_CLAUSES 64
@@ -92,6 +107,7 @@
 #define W_INPUT 0.5f
 #define W_OUTPUT 0.4f
 #define W_PDESC 0.3f
+
 
 /* ---- tokens ----------------------------------------------------------------------------- */
 
@@ -394,6 +410,9 @@ typedef struct pindex {
     double max_idf;
     double *dl;     /* document length (Σ tf) */
     double avgdl;
+    char **pname;   /* every parameter name (inputs and outputs) of the catalog, sorted ... */
+    int *pdf;       /* ... and how many services use it */
+    size_t npname;
     int refs;       /* under index_mu */
     unsigned long tick;
 } pindex;
@@ -413,8 +432,10 @@ typedef struct {
     int clause;
     int prio;       /* 2 quoted, 1 date / id / proper noun / measure, 0 plain */
     int date;       /* 1 a date, 2 a time of day (a string) */
+    int item;       /* an item of a list of common nouns ("cast, medication and rest"): arrays only */
     size_t end;     /* byte after it in the task */
     strset ctx;     /* words around it */
+    strset near;    /* the (up to two) content words right before it ("passport number X") */
 } literal;
 
 typedef struct {
@@ -423,6 +444,7 @@ typedef struct {
     int *ids;          /* token ids known to the catalog vocabulary (unique), then nexp more: */
     size_t nids;
     size_t nexp;       /* ... synonyms of its request verbs it does not use (weight SYN_W) */
+    double *xw;        /* the weight of each of those nexp */
     double norm;
     double known;      /* the share of norm that words the catalog knows make up (0..1) */
 } mclause;
@@ -488,7 +510,60 @@ static void index_free(pindex *ix) {
     free(ix->docs);
     free(ix->idf);
     free(ix->dl);
+    for (size_t i = 0; i < ix->npname; i++) free(ix->pname[i]);
+    free(ix->pname);
+    free(ix->pdf);
     free(ix);
+}
+
+/* The parameter names of the catalog with the number of services using each (as an input or
+ * an output): a name few services share ties them together, "id" or "location" does not. */
+static int pname_build(pindex *ix, const x4_catalog *cat) {
+    size_t cap = 0, n = 0;
+    char **all = NULL;
+    for (size_t i = 0; i < ix->ncat; i++) {
+        const x4_service *s = x4_catalog_at(cat, i);
+        const json_t *side[2] = {json_object_get(s->input, "properties"), json_object_get(s->output, "properties")};
+        for (int x = 0; x < 2; x++) {
+            const char *k;
+            json_t *v;
+            json_object_foreach((json_t *)side[x], k, v) {
+                (void)v;
+                if (x == 1 && json_object_get(side[0], k)) continue; /* once per service */
+                if (n == cap) {
+                    size_t nc = cap ? cap * 2 : 1024;
+                    char **na = realloc(all, nc * sizeof *na);
+                    if (!na) goto err;
+                    all = na;
+                    cap = nc;
+                }
+                all[n++] = (char *)k;
+            }
+        }
+    }
+    if (n) qsort(all, n, sizeof *all, cmp_str);
+    ix->pname = calloc(n ? n : 1, sizeof *ix->pname);
+    ix->pdf = calloc(n ? n : 1, sizeof *ix->pdf);
+    if (!ix->pname || !ix->pdf) goto err;
+    for (size_t i = 0; i < n; i++) {
+        if (ix->npname && !strcmp(ix->pname[ix->npname - 1], all[i])) {
+            ix->pdf[ix->npname - 1]++;
+            continue;
+        }
+        ix->pname[ix->npname] = x4_strdup(all[i]);
+        if (!ix->pname[ix->npname]) goto err;
+        ix->pdf[ix->npname++] = 1;
+    }
+    free(all);
+    return 0;
+err:
+    free(all);
+    return -1;
+}
+
+static int pname_df(const pindex *ix, const char *name) {
+    char **f = ix->npname ? bsearch(&name, ix->pname, ix->npname, sizeof *ix->pname, cmp_str) : NULL;
+    return f ? ix->pdf[f - ix->pname] : 0;
 }
 
 /* Tokenises every record once: O(total text of the catalog). */
@@ -564,6 +639,7 @@ static pindex *index_build(const x4_catalog *cat) {
             const tw *x = &ix->docs[i].t[j];
             ix->v.post[x->tok][ix->v.npost[x->tok]++] = (posting){(int)i, x->w, x->tf};
         }
+    if (pname_build(ix, cat)) goto err;
     return ix;
 err:
     index_free(ix);
@@ -646,6 +722,9 @@ static int mctx_alloc(mctx *m) {
  * or "curate" where a service is named "suggest_..." or "create_..."). A clause's words are
  * looked up here and the other members of their group join its query at SYN_W. Stemmed once. */
 #define SYN_W 0.6
+#define SYN_MORE 33      /* the groups from this one on join at SYN_MORE_W (0.2 / 0.6: worse) */
+#define SYN_MORE_W 0.4
+#define DERIV_W 0.5      /* derived forms of a clause's words (DERIV; 0.3 / 0.7 about the same) */
 static const char *const SYNONYMS[] = {
     "analyze analyse examine evaluate assess scrutinize inspect review study investigate appraise judge",
     "create make build generate produce fabricate construct compose craft develop devise curate",
@@ -680,6 +759,57 @@ static const char *const SYNONYMS[] = {
     "store save record log archive",
     "compare contrast",
     "submit apply file",
+    /* from here (SYN_MORE): more groups, by the verbs that open service names generally */
+    "provide give supply furnish offer extend",
+    "record document log register note capture",
+    "update refresh",
+    "identify pinpoint spot",
+    "collect gather compile assemble aggregate accumulate",
+    "describe outline explain detail",
+    "promote advertise market advance publicize",
+    "design sketch draft layout",
+    "decorate furnish outfit style",
+    "parse sift filter extract",
+    "report raise flag lodge",
+    "assign allocate delegate appoint designate",
+    "choose select pick opt decide",
+    "fix repair resolve troubleshoot solve mend",
+    "complete finish conclude wrap",
+    "assess evaluate rate grade score critique appraise",
+    "review critique comment",
+    "hire recruit employ engage enlist",
+    "rent lease hire",
+    "reserve book secure",
+    "cancel revoke withdraw terminate",
+    "teach train educate coach tutor instruct",
+    "cook bake",
+    "grow plant cultivate",
+    "clean wash sanitize disinfect",
+    "transport ship move transfer carry",
+    "connect link join pair attach",
+    "protect secure safeguard guard",
+    "reduce decrease lower minimize mitigate",
+    "increase raise boost maximize",
+    "combine merge integrate unite blend mix",
+    "divide split separate partition segment cluster",
+    "list enumerate itemize catalog",
+    "display showcase feature",
+    "visualize plot chart graph draw map",
+    "write compose draft author pen",
+    "edit proofread revise correct polish tweak retouch",
+    "publish post release upload",
+    "notify contact message",
+    "treat cure heal remedy",
+    "prescribe dispense administer",
+    "manage handle administer control oversee supervise",
+    "organize host hold",
+    "locate find",
+    "explore discover browse research investigate delve probe",
+    "pay charge bill invoice",
+    "invest fund finance",
+    "attend join participate",
+    "sell trade",
+    "simulate model emulate",
     NULL};
 #define SYN_MAX 512
 static char syn_word[SYN_MAX][TOK_MAX + 1];
@@ -704,6 +834,41 @@ static void syn_init(void) {
     }
 }
 
+/* Derived forms of a stemmed word the catalog may use instead ("adjustment" for adjust,
+ * "prediction" for predict): the word without / with a derivational suffix, stemmed again. */
+static const char *const DERIV[] = {"ment", "ness", "ion", "ation", "ative", "ive", "al", "ity", "ance", "ence",
+                                    "or", "ist", "ic", "ical", "ful", "at", "ant", "ent", NULL};
+
+/* Adds the catalog word w to the clause's query at weight wt unless it is there already. */
+static void clause_expand(mctx *m, mclause *c, size_t cap, const char *w, double wt) {
+    int id = vocab_find(&m->ix->v, w);
+    if (id < 0) return;
+    for (size_t k = 0; k < c->nids + c->nexp; k++)
+        if (c->ids[k] == id) return;
+    if (c->nids + c->nexp >= cap) return;
+    c->xw[c->nexp] = wt;
+    c->ids[c->nids + c->nexp++] = id;
+}
+
+static void clause_derive(mctx *m, mclause *c, size_t cap, const char *t, double wt) {
+    size_t n = strlen(t);
+    char v[TOK_MAX + 8];
+    for (const char *const *d = DERIV; *d; d++) {
+        size_t k = strlen(*d);
+        if (n > k + 3 && ends(t, n, *d)) { /* adjustment -> adjust */
+            memcpy(v, t, n - k);
+            v[n - k] = 0;
+            stem(v);
+            clause_expand(m, c, cap, v, wt);
+        }
+        if (n + k <= TOK_MAX && n >= 4) { /* predict -> prediction */
+            snprintf(v, sizeof v, "%s%s", t, *d);
+            stem(v);
+            clause_expand(m, c, cap, v, wt);
+        }
+    }
+}
+
 static void clause_prepare(mctx *m, mclause *c) {
     strset_free(&c->toks);
     free(c->ids);
@@ -712,8 +877,14 @@ static void clause_prepare(mctx *m, mclause *c) {
     c->norm = c->known = 0;
     tokenize(m->task + c->start, c->end - c->start, strset_add_cb, &c->toks);
     pthread_once(&syn_once, syn_init);
-    size_t cap = c->toks.n + SYN_MAX;
+    size_t cap = c->toks.n * 40 + SYN_MAX;
     c->ids = calloc(cap, sizeof *c->ids);
+    free(c->xw);
+    c->xw = calloc(cap, sizeof *c->xw);
+    if (!c->xw) {
+        free(c->ids);
+        c->ids = NULL;
+    }
     for (size_t i = 0; c->ids && i < c->toks.n; i++) {
         int id = vocab_find(&m->ix->v, c->toks.v[i]);
         if (id >= 0) {
@@ -735,9 +906,14 @@ static void clause_prepare(mctx *m, mclause *c) {
                 int id = vocab_find(&m->ix->v, syn_word[b]);
                 int dup = id < 0;
                 for (size_t k = 0; !dup && k < c->nids + c->nexp; k++) dup = c->ids[k] == id;
-                if (!dup && c->nids + c->nexp < cap) c->ids[c->nids + c->nexp++] = id;
+                double sw = syn_group[b] >= SYN_MORE || syn_group[a] >= SYN_MORE ? SYN_MORE_W : SYN_W;
+                if (!dup && sw > 0 && c->nids + c->nexp < cap) {
+                    c->xw[c->nexp] = sw;
+                    c->ids[c->nids + c->nexp++] = id;
+                }
             }
         }
+    for (size_t i = 0; i < c->toks.n; i++) clause_derive(m, c, cap, c->toks.v[i], DERIV_W);
 }
 
 void x4_planner_params_default(x4_planner_params *p) {
@@ -752,7 +928,8 @@ void x4_planner_params_default(x4_planner_params *p) {
     p->sim_typed = 0.60;
     p->wire_bonus = 0.3;
     p->fill_bonus = 0.25;
-    p->step_cost = 0.7;
+    p->step_cost = 0.8;
+    p->link_bonus = 0.1;
 }
 
 double x4_planner_rank(const x4_planner_params *p, const x4_planner_features *f) {
@@ -771,7 +948,7 @@ static void bm25_clause(mctx *m, const mclause *c) {
     if (c->norm <= 0) return;
     for (size_t k = 0; k < c->nids + c->nexp; k++) {
         int t = c->ids[k];
-        double wt = k < c->nids ? 1.0 : SYN_W;
+        double wt = k < c->nids ? 1.0 : c->xw[k - c->nids];
         for (size_t p = 0; p < ix->v.npost[t]; p++) {
             const posting *ps = &ix->v.post[t][p];
             double tf = ps->tf, norm = k1 * (1 - bb + bb * ix->dl[ps->svc] / ix->avgdl);
@@ -812,7 +989,11 @@ static void score_clause_r(mctx *m, const mclause *c, int rank) {
         m->bm25[i] = m->acc[i];
         if (rank) {
             f.context = m->ctx ? m->ctx[i] : 0;
-            f.fed = m->prm.chain_bonus != 0 ? fed_share(m, i) : 0;
+            /* the chaining share only where it can matter: a service that could be eligible (it
+             * costs a lookup per required input and planned step) */
+            double bound = x4_planner_rank(&m->prm, &f) + fabs(m->prm.chain_bonus) + fabs(m->prm.cost_weight);
+            int may = (m->strong[i] || m->hits[i] >= 2) && bound >= m->prm.match_min;
+            f.fed = m->prm.chain_bonus != 0 && may ? fed_share(m, i) : 0;
             f.price_rel = maxp ? (double)price_of(x4_catalog_at(m->cat, i)) / (double)maxp : 0;
             m->acc[i] = x4_planner_rank(&m->prm, &f);
         } else {
@@ -863,6 +1044,7 @@ static const struct {
     {"wire_bonus", offsetof(x4_planner_params, wire_bonus), -100, 100},
     {"fill_bonus", offsetof(x4_planner_params, fill_bonus), -100, 100},
     {"step_cost", offsetof(x4_planner_params, step_cost), -100, 100},
+    {"link_bonus", offsetof(x4_planner_params, link_bonus), -100, 100},
 };
 
 json_t *x4_planner_params_json(const x4_planner_params *p) {
@@ -1222,7 +1404,7 @@ static void split_clauses(mctx *m) {
         }
     }
     /* trailing "and" before a cut (", and then") is dropped too */
-    size_t i = 0;
+    size_t i = 0, pend = (size_t)-1;
     while (i < n && m->ncl < MAX_CLAUSES) {
         while (i < n && skip[i]) i++;
         if (i >= n) break;
@@ -1230,9 +1412,22 @@ static void split_clauses(mctx *m) {
         while (b < n && !cut[b]) b++;
         size_t last = b;
         while (last > a && skip[last - 1]) last--;
+        /* a clause that names nothing but request verbs and fillers, and holds no value ("Can
+         * you help me?", "Can you help analyze?") is no request of its own: it opens the next */
+        int bare = last > a && b < n;
+        for (size_t k = a; bare && k < last; k++)
+            bare = !w[k].in_quote && !isdigit((unsigned char)w[k].low[0]) &&
+                   (k == a || !isupper((unsigned char)m->task[w[k].start])) &&
+                   (!content_words(w, k, k + 1) || word_is_verb(m, &w[k]) || is_filler(w[k].low));
+        if (bare) {
+            if (pend == (size_t)-1) pend = w[a].start;
+            i = b;
+            continue;
+        }
         if (last > a) {
             mclause *c = &m->cl[m->ncl++];
-            c->start = w[a].start;
+            c->start = pend != (size_t)-1 ? pend : w[a].start;
+            pend = (size_t)-1;
             c->end = w[last - 1].end;
             /* keep a closing quote inside the clause */
             if (c->end < strlen(m->task) && m->task[c->end] == '"') c->end++;
@@ -1307,10 +1502,51 @@ static void unit_context(const char *t, literal *l, size_t st, size_t en) {
     }
 }
 
+/* The content words right before a value, within its phrase: up to two, across "is", "of",
+ * ":", "=", "$" and the like ("passport number ABC1", "a budget of $200", "rate: 5"); for a number
+ * followed by a word, that word ("4 guests"). */
+static void literal_near(const char *t, literal *l, size_t st, size_t en) {
+    size_t p = st, got = 0;
+    if (l->kind == L_NUM) { /* "2 guests", "90 minutes": the word after a number names it */
+        size_t a = en;
+        while (t[a] == ' ' || t[a] == '-') a++;
+        size_t b = a;
+        while (word_char((unsigned char)t[b])) b++;
+        char w[TOK_MAX + 1];
+        size_t n = b - a < TOK_MAX ? b - a : TOK_MAX;
+        for (size_t k = 0; k < n; k++) w[k] = (char)tolower((unsigned char)t[a + k]);
+        w[n] = 0;
+        if (n >= 2 && !is_stopword(w) && isalpha((unsigned char)w[0])) {
+            stem(w);
+            strset_add_cb(&l->near, w);
+            return;
+        }
+    }
+    while (p > 0 && got < 2) {
+        while (p > 0 && strchr(" \"':=$", t[p - 1])) p--;
+        size_t q = p;
+        while (q > 0 && word_char((unsigned char)t[q - 1])) q--;
+        if (q == p) break;
+        char w[TOK_MAX + 1];
+        size_t n = p - q < TOK_MAX ? p - q : TOK_MAX;
+        for (size_t k = 0; k < n; k++) w[k] = (char)tolower((unsigned char)t[q + k]);
+        w[n] = 0;
+        p = q;
+        if (!strcmp(w, "is") || !strcmp(w, "of") || !strcmp(w, "as") || !strcmp(w, "the") || !strcmp(w, "a") ||
+            !strcmp(w, "an") || !strcmp(w, "are") || !strcmp(w, "be") || !strcmp(w, "set") || !strcmp(w, "to"))
+            continue;
+        if (is_stopword(w) || strspn(w, "0123456789") == n) break;
+        stem(w);
+        strset_add_cb(&l->near, w);
+        got++;
+    }
+}
+
 static void literal_context(mctx *m, literal *l, size_t st, size_t en) {
     const char *t = m->task;
     size_t len = strlen(t), a = st, b = en;
     int words = 0;
+    literal_near(t, l, st, en);
     while (a > 0 && words < 4) {
         char ch = t[a - 1];
         if (strchr(";!?\"\n", ch) || (ch == '.' && !(a >= 2 && isdigit((unsigned char)t[a - 2])))) break;
@@ -1331,6 +1567,7 @@ static void literal_context(mctx *m, literal *l, size_t st, size_t en) {
     static const char *const ROLE[][2] = {{"from", "origin source departure start"},
                                           {"to", "destination target arrival"},
                                           {"into", "destination target"}};
+
     size_t p = st;
     while (p > 0 && (t[p - 1] == ' ' || t[p - 1] == '"' || t[p - 1] == '\'')) p--;
     size_t q = p;
@@ -1360,6 +1597,32 @@ static literal *new_literal(mctx *m, int kind, size_t pos) {
 }
 
 static void extract_spans(mctx *m, const unsigned char *qmask);
+static void extract_lists(mctx *m);
+
+/* A number written as a word ("five years", "twelve"), 2..90; "one" only before a unit
+ * ("one hour"). -1 when t[a..b) is none. */
+static long number_word(const char *t, size_t a, size_t b) {
+    static const char *const W[] = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+                                    "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen",
+                                    "seventeen", "eighteen", "nineteen", "twenty", NULL};
+    static const char *const TENS[] = {"thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety", NULL};
+    long v = -1;
+    for (int k = 2; W[k]; k++)
+        if (strlen(W[k]) == b - a && !strncasecmp(t + a, W[k], b - a)) v = k;
+    for (int k = 0; TENS[k]; k++)
+        if (strlen(TENS[k]) == b - a && !strncasecmp(t + a, TENS[k], b - a)) v = 30 + 10 * k;
+    if (b - a == 3 && !strncasecmp(t + a, "one", 3)) {
+        /* "one hour", "one week": a count; "one of", "this one": not */
+        size_t q = b;
+        while (t[q] == ' ') q++;
+        static const char *const U[] = {"minute", "hour", "day", "week", "month", "year", "night", "person", NULL};
+        for (int k = 0; U[k]; k++)
+            if (!strncasecmp(t + q, U[k], strlen(U[k])) && !isalpha((unsigned char)t[q + strlen(U[k])])) v = 1;
+    }
+    /* a word inside a name ("Ocean's Eleven") or a hyphenated compound is left alone */
+    if (v >= 0 && ((a > 0 && t[a - 1] == '-') || t[b] == '-' || isupper((unsigned char)t[a]))) return -1;
+    return v;
+}
 
 static void extract_literals(mctx *m) {
     const char *t = m->task;
@@ -1439,6 +1702,20 @@ static void extract_literals(mctx *m) {
         if (word_char(c) && (i == 0 || !word_char((unsigned char)t[i - 1]))) {
             size_t en = i;
             while (en < len && word_char((unsigned char)t[en])) en++;
+            long nv = number_word(t, i, en);
+            if (nv >= 0) {
+                literal *l = new_literal(m, L_NUM, i);
+                if (l) {
+                    char buf[24];
+                    snprintf(buf, sizeof buf, "%ld", nv);
+                    l->text = x4_strdup(buf);
+                    l->num = (double)nv;
+                    l->is_int = 1;
+                    l->ival = nv;
+                    l->end = en;
+                    literal_context(m, l, i, en);
+                }
+            }
             int tv = en - i == 4 && !strncasecmp(t + i, "true", 4);
             int fv = en - i == 5 && !strncasecmp(t + i, "false", 5);
             if (tv || fv) {
@@ -1455,6 +1732,7 @@ static void extract_literals(mctx *m) {
         i++;
     }
     if (qmask) extract_spans(m, qmask);
+    extract_lists(m);
     free(qmask);
 }
 
@@ -1602,6 +1880,47 @@ static void add_span(mctx *m, size_t a, size_t b, int prio, int date) {
     literal_context(m, l, a, b);
 }
 
+/* A lower-case word that joins the capitalised words of one name ("Ministry of Finance",
+ * "Leonardo da Vinci", "Ludwig van Beethoven"). */
+static int name_joiner(const char *w, size_t n) {
+    static const char *const J[] = {"of", "de", "the", "da", "van", "von", "del", "della", "di", "du", "la", "le",
+                                    "bin", "al", "y", NULL};
+    for (const char *const *j = J; *j; j++)
+        if (strlen(*j) == n && !strncmp(w, *j, n)) return 1;
+    return 0;
+}
+
+/* A street address at i: a house number, capitalised words ending in a street word ("123 Main
+ * Street", "789 Pine St"), then up to two ", Town" / ", 90210" parts. Returns its end, or 0. */
+static size_t address_at(const char *t, size_t i, const unsigned char *qmask) {
+    static const char *const STREET[] = {"street", "st", "avenue", "ave", "road", "rd", "boulevard", "blvd",
+                                         "lane", "ln", "drive", "dr", "way", "place", "court", "square", NULL};
+    size_t d = digits_at(t, i);
+    if (d < 1 || d > 6 || t[i + d] != ' ' || !isupper((unsigned char)t[i + d + 1])) return 0;
+    size_t p = i + d + 1, end = 0;
+    for (int words = 0; words < 4 && isupper((unsigned char)t[p]) && !qmask[p]; words++) {
+        size_t e = p;
+        while (isalpha((unsigned char)t[e])) e++;
+        for (const char *const *w = STREET; words && *w; w++)
+            if (strlen(*w) == e - p && !strncasecmp(t + p, *w, e - p)) end = e;
+        if (end || t[e] != ' ') break;
+        p = e + 1;
+    }
+    if (!end) return 0;
+    for (int parts = 0; parts < 2 && t[end] == ',' && t[end + 1] == ' '; parts++) {
+        size_t q = end + 2, e = q;
+        if (isupper((unsigned char)t[q])) {
+            while (isalpha((unsigned char)t[e]) || (t[e] == ' ' && isupper((unsigned char)t[e + 1]))) e++;
+        } else {
+            e = q + digits_at(t, q);
+            if (e - q != 5) break; /* a postal code */
+        }
+        if (e == q || qmask[q]) break;
+        end = e;
+    }
+    return end;
+}
+
 /* Unquoted values: dates, ids / e-mails / file names / measures ("PRD12345", "a.txt",
  * "120/80"), and proper-noun spans ("Ministry of Finance", "Conference Room A"). */
 static void extract_spans(mctx *m, const unsigned char *qmask) {
@@ -1622,6 +1941,12 @@ static void extract_spans(mctx *m, const unsigned char *qmask) {
         if (te) {
             add_span(m, i, te, 1, 2);
             i = te;
+            continue;
+        }
+        size_t ae = address_at(t, i, qmask);
+        if (ae) {
+            add_span(m, i, ae, 1, 0);
+            i = ae;
             continue;
         }
         /* a run of non-space characters: an id when it mixes letters and digits or has @ . / - inside */
@@ -1649,6 +1974,9 @@ static void extract_spans(mctx *m, const unsigned char *qmask) {
         size_t seps = 0; /* "123-456-7890", "192.168.1.10": digit groups, two separators or more */
         for (size_t k = i; k < e; k++) seps += t[k] == '-' || t[k] == '.';
         int grouped = digit && !alpha && seps >= 2;
+        /* "middle-aged", "Sci-Fi", "all-mountain": a compound word, no id */
+        int compound = alpha && !digit && !at;
+        for (size_t k = i; compound && k < e; k++) compound = isalpha((unsigned char)t[k]) || t[k] == '-';
         if (e > i && (at || grouped || (alpha && digit && !unit_only) ||
                       (inner && (alpha || (digit && strchr(t + i, '/') && memchr(t + i, '/', e - i)))))) {
             /* "25-year-old", "5-minute": a measure used as an adjective; its number is the value */
@@ -1658,7 +1986,7 @@ static void extract_spans(mctx *m, const unsigned char *qmask) {
                 if (!isalpha((unsigned char)t[k]) && t[k] != '-') measure_adj = 0;
             int decimal = digit && !alpha && !at && memchr(t + i, '.', e - i) && !memchr(t + i, '/', e - i);
             if (!measure_adj && (grouped || !decimal)) /* 1,000.5 is a number */
-                add_span(m, i, e, 1, 0);
+                add_span(m, i, e, compound ? 0 : 1, 0);
             i = e;
             continue;
         }
@@ -1691,7 +2019,7 @@ static void extract_spans(mctx *m, const unsigned char *qmask) {
                 q++;
                 size_t qe = q;
                 while (qe < len && word_char((unsigned char)t[qe])) qe++;
-                if ((qe - q == 2 && !strncmp(t + q, "of", 2)) || (qe - q == 2 && !strncmp(t + q, "de", 2)) || (qe - q == 3 && !strncmp(t + q, "the", 3))) {
+                if (name_joiner(t + q, qe - q)) {
                     size_t r = qe + 1;
                     if (t[qe] == ' ' && isupper((unsigned char)t[r])) {
                         p = r;
@@ -1720,6 +2048,17 @@ static void extract_spans(mctx *m, const unsigned char *qmask) {
                     while (a < b && !isupper((unsigned char)t[a])) a++;
                 }
             }
+            /* a company or generation suffix keeps its dot ("Artify Inc.", "Lucasfilm Ltd.") */
+            if (t[b] == '.' && b >= a + 2) {
+                static const char *const SUF[] = {"Inc", "Ltd", "Corp", "Co", "Jr", "Sr", "Bros", "LLC", NULL};
+                for (const char *const *q = SUF; *q; q++) {
+                    size_t n = strlen(*q);
+                    if (b - a > n && !strncmp(t + b - n, *q, n) && t[b - n - 1] == ' ') {
+                        b++;
+                        break;
+                    }
+                }
+            }
             /* the pronoun "I" ("I'd", "I'm") is no name */
             if (b > a && t[a] == 'I' && (b == a + 1 || t[a + 1] == '\'')) a = b;
             if (b > a) add_span(m, a, b, 1, 0);
@@ -1729,6 +2068,79 @@ static void extract_spans(mctx *m, const unsigned char *qmask) {
         while (i < len && word_char((unsigned char)t[i])) i++;
     }
 }
+/* A word that may be part of a list item: lower-case letters (and hyphens), no stopword, no
+ * built-in request verb. */
+static int item_word(const word *w) {
+    if (w->in_quote || !w->low[0] || is_stopword(w->low) || !strcmp(w->low, "or")) return 0;
+    for (const char *p = w->low; *p; p++)
+        if (!islower((unsigned char)*p) && *p != '-') return 0;
+    for (const char *const *v = VERBS; *v; v++)
+        if (!strcmp(*v, w->low)) return 0;
+    /* "containing water", "including cast", "supplies like blankets", "has fever": no item */
+    static const char *const NOT[] = {"like", "has", "have", "having", "needs", "contains", "includes", "requires",
+                                      "involves", "features", "few", "several", "many", "various", "old", NULL};
+    for (const char *const *v = NOT; *v; v++)
+        if (!strcmp(*v, w->low)) return 0;
+    size_t n = strlen(w->low);
+    return n < 6 || !ends(w->low, n, "ing");
+}
+
+/* Lists of common nouns ("signs of itchiness and redness", "a bus, metro, or tram"): two or
+ * more items of one to three lower-case words, separated by commas and a final "and" / "or".
+ * Each item becomes a literal that only an array input takes (literal_list joins them). */
+static void extract_lists(mctx *m) {
+    const char *t = m->task;
+    size_t maxw = strlen(t) / 2 + 1;
+    word *w = calloc(maxw, sizeof *w);
+    if (!w) return;
+    size_t n = scan_words(t, w, maxw);
+    for (size_t i = 1; i + 1 < n; i++) {
+        if (w[i].in_quote || (strcmp(w[i].low, "and") && strcmp(w[i].low, "or"))) continue;
+        if (!(t[w[i].start] >= 'a' && t[w[i].start] <= 'z')) continue;
+        /* the item after it */
+        size_t r = i + 1;
+        while (r < n && r < i + 4 && item_word(&w[r]) && isalpha((unsigned char)t[w[r].start]) &&
+               (r == i + 1 || (!w[r].comma_before && !w[r].brk_before)))
+            r++;
+        if (r == i + 1 || w[i + 1].brk_before) continue;
+        if (r < n && r == i + 4 && item_word(&w[r]) && !w[r].comma_before && !w[r].brk_before) continue;
+        /* items before it, back to a word that is none */
+        size_t st[16], en[16], k = 0;
+        size_t e = i; /* exclusive end of the item being read */
+        while (k < 15) {
+            size_t a = e;
+            while (a > 0 && e - a < 3 && item_word(&w[a - 1]) && !w[a - 1].brk_before &&
+                   !(a < e && w[a].comma_before) && t[w[a - 1].end] != ':')
+                a--;
+            if (a > 0 && e - a < 3 && item_word(&w[a - 1]) && w[a - 1].brk_before && !(a < e && w[a].comma_before)) a--;
+            if (a == e) break;
+            st[k] = a;
+            en[k] = e;
+            k++;
+            if (!w[a].comma_before || a == 0 || w[a].brk_before) break;
+            e = a;
+        }
+        if (!k) continue;
+        /* in text order: the items before, then the one after */
+        for (size_t q = k; q-- > 0;) {
+            literal *l = new_literal(m, L_STR, w[st[q]].start);
+            if (!l) break;
+            l->text = x4_strndup(t + w[st[q]].start, w[en[q] - 1].end - w[st[q]].start);
+            l->item = 1;
+            l->end = w[en[q] - 1].end;
+            literal_context(m, l, l->pos, l->end);
+        }
+        literal *l = new_literal(m, L_STR, w[i + 1].start);
+        if (!l) break;
+        l->text = x4_strndup(t + w[i + 1].start, w[r - 1].end - w[i + 1].start);
+        l->item = 1;
+        l->end = w[r - 1].end;
+        literal_context(m, l, l->pos, l->end);
+        i = r - 1;
+    }
+    free(w);
+}
+
 /* ---- schemas ---------------------------------------------------------------------------- */
 
 static const char *schema_type(const json_t *p) {
@@ -1937,7 +2349,9 @@ static int fill_enum(mctx *m, mstep *st, const char *param, const json_t *prop, 
 json_t *x4_planner_examples(const char *desc) {
     json_t *arr = json_array();
     if (!desc || !arr) return arr;
-    static const char *const CUES[] = {"such as", "e.g.", "for example", "for instance", "like", NULL};
+    static const char *const CUES[] = {"such as", "e.g.", "for example", "for instance", "like", "options:",
+                                       "options include", "options are", "either", "i.e.", "possible values",
+                                       "choose from", NULL};
     const char *p = NULL;
     for (const char *const *c = CUES; *c && !p; c++) {
         size_t n = strlen(*c);
@@ -2045,6 +2459,13 @@ static int literal_fits_prop(const literal *l, const json_t *prop) {
     return literal_fits(l, type) && literal_meets(l, prop);
 }
 
+/* Whether literal l may fill input prop: literal_fits_prop, and a list item only an array. */
+static int literal_fits_input(const literal *l, const json_t *prop) {
+    const char *type = schema_type(prop);
+    if (l->item && (!type || strcmp(type, "array"))) return 0;
+    return literal_fits_prop(l, prop);
+}
+
 static json_t *literal_value(const literal *l, const char *type);
 
 /* Only list separators between a and b: spaces, commas, "and", "or", "&". */
@@ -2067,10 +2488,12 @@ static json_t *literal_list(const mctx *m, size_t k, const json_t *items, unsign
     json_t *arr = json_array();
     size_t a = k, b = k;
     while (a > 0 && m->lit[a - 1].kind == m->lit[k].kind && m->lit[a - 1].end &&
-           list_gap(m->task, m->lit[a - 1].end, m->lit[a].pos) && literal_fits_prop(&m->lit[a - 1], items))
+           list_gap(m->task, m->lit[a - 1].end, m->lit[a].pos) && literal_fits(&m->lit[a - 1], it ? it : "string") &&
+           literal_meets(&m->lit[a - 1], items))
         a--;
     while (b + 1 < m->nlit && m->lit[b + 1].kind == m->lit[k].kind && m->lit[b].end &&
-           list_gap(m->task, m->lit[b].end, m->lit[b + 1].pos) && literal_fits_prop(&m->lit[b + 1], items))
+           list_gap(m->task, m->lit[b].end, m->lit[b + 1].pos) && literal_fits(&m->lit[b + 1], it ? it : "string") &&
+           literal_meets(&m->lit[b + 1], items))
         b++;
     for (size_t i = a; i <= b; i++) {
         json_array_append_new(arr, literal_value(&m->lit[i], it ? it : "string"));
@@ -2148,7 +2571,7 @@ static void fill_literals(mctx *m, mstep *st, mparam *ps, size_t np, int clause,
                 for (size_t k = 0; k < m->nlit; k++) {
                     const literal *l = &m->lit[k];
                     /* a literal this step used: only as the last resort for a required input */
-                    if ((taken[k] && round == 0) || !literal_fits_prop(l, ps[i].prop) || literal_is_name(l, &pt[i]))
+                    if ((taken[k] && round == 0) || !literal_fits_input(l, ps[i].prop) || literal_is_name(l, &pt[i]))
                         continue;
                     size_t ov = strset_overlap(&pt[i], &l->ctx);
                     int here = clause >= 0 && l->clause == clause;
@@ -2161,8 +2584,11 @@ static void fill_literals(mctx *m, mstep *st, mparam *ps, size_t np, int clause,
                         if (!here && !dfit && ov < 2) continue;
                     } else if (!ps[i].required) {
                         continue;
+                    } else if (round == 1 && clause >= 0 && l->kind == L_STR && !here) {
+                        continue; /* another clause's text: only after the clause's own words */
                     }
-                    double sc = 2.0 * (double)ov + (here ? 1.0 : 0) + (ps[i].required ? 0.25 : 0) +
+                    double sc = 2.0 * (double)ov + ADJ_W * (double)strset_overlap(&pt[i], &l->near) +
+                                (here ? 1.0 : 0) + (ps[i].required ? 0.25 : 0) +
                                 0.3 * l->prio + (dfit ? 1.5 : 0) - (l->date && !dfit ? 1.0 : 0) -
                                 (!l->date && (datey[i] || timey[i]) && l->kind == L_STR ? DATE_MISS : 0) -
                                 (m->lused && m->lused[k] ? 0.8 : 0) - (taken[k] ? 1.0 : 0) -
@@ -2227,6 +2653,21 @@ static int fill_named(mctx *m, mstep *st, const char *param, const json_t *prop,
     if (!is_bool && itype && strcmp(itype, "string")) return 0;
     strset nt = {0};
     strset_text(&nt, param);
+    /* "insulation_type", "crop_name", "material_used": the head word names the value's kind,
+     * the rest only says it is one ("fiberglass insulation", "a digital impression") */
+    if (nt.n >= 2) {
+        strset keep = {0}, gen = {0};
+        add_stemmed(&gen, "type kind name category used mode style level sort");
+        for (size_t k = 0; k < nt.n; k++)
+            if (!strset_has(&gen, nt.v[k])) strset_add_cb(&keep, nt.v[k]);
+        strset_free(&gen);
+        if (keep.n && keep.n < nt.n) {
+            strset_free(&nt);
+            nt = keep;
+        } else {
+            strset_free(&keep);
+        }
+    }
     if (!nt.n) return 0;
     size_t maxw = strlen(m->task) / 2 + 1, nw;
     word *w = calloc(maxw, sizeof *w);
@@ -2257,6 +2698,7 @@ static int fill_named(mctx *m, mstep *st, const char *param, const json_t *prop,
             size_t a = i;
             while (a > 0 && i - a < 2 && !w[a].brk_before && !w[a].comma_before && stm[a - 1][0] &&
                    !strset_has(&nt, stm[a - 1]) && !w[a - 1].in_quote && !word_is_verb(m, &w[a - 1]) &&
+                   !is_determiner(w[a - 1].low) &&
                    strspn(w[a - 1].low, "0123456789") != strlen(w[a - 1].low))
                 a--;
             size_t vs = 0, ve = 0;
@@ -2451,8 +2893,6 @@ static int plan_service(mctx *m, size_t ci, int clause, int depth, int chained, 
     for (size_t q = 0; q < np; q++)
         if (!ps[q].done && ps[q].required) ps[q].done = wire_similar(m, &st, ps[q].name, ps[q].prop, 0);
     fill_literals(m, &st, ps, np, clause, 1, 1, ltaken);
-    free(ltaken);
-    ltaken = NULL;
     for (size_t q = 0; q < np; q++)
         if (!ps[q].done && ps[q].required) ps[q].done = wire_weak(m, &st, ps[q].name, ps[q].prop, 1e-9);
     for (size_t q = 0; q < np; q++) {
@@ -2461,8 +2901,12 @@ static int plan_service(mctx *m, size_t ci, int clause, int depth, int chained, 
             json_object_set(st.inputs, ps[q].name, (json_t *)def);
             ps[q].done = 1;
         }
-        if (!ps[q].done && ps[q].required) ps[q].done = wire_weak(m, &st, ps[q].name, ps[q].prop, 0);
     }
+    /* another clause's text literal, only now: after the clause's own literals, similar outputs
+     * and defaults */
+    fill_literals(m, &st, ps, np, clause, 2, 2, ltaken);
+    for (size_t q = 0; q < np; q++)
+        if (!ps[q].done && ps[q].required) ps[q].done = wire_weak(m, &st, ps[q].name, ps[q].prop, 0);
     /* e: chaining a provider; f: a required input of a step the task asks for still open takes
      * what the task says of it: a text input the words of its clause, a flag true (asked for) */
     for (size_t q = 0; q < np; q++) {
@@ -2471,6 +2915,8 @@ static int plan_service(mctx *m, size_t ci, int clause, int depth, int chained, 
         if (!ps[q].done && ps[q].required && chained) goto fail;
         if (!ps[q].done && ps[q].required) ps[q].done = fill_from_clause(m, &st, ps[q].name, ps[q].prop, clause);
     }
+    free(ltaken);
+    ltaken = NULL;
     free(ps);
     ps = NULL;
     if (push_step(m, &st)) goto fail;
@@ -2494,6 +2940,23 @@ fail:
 }
 
 /* ---- joint choice ------------------------------------------------------------------------ */
+
+
+/* The parameter names (inputs and outputs) services a and b have in common. */
+static size_t shared_names(const pindex *ix, const x4_service *a, const x4_service *b) {
+    size_t n = 0;
+    const json_t *sa[2] = {json_object_get(a->input, "properties"), json_object_get(a->output, "properties")};
+    const json_t *sb[2] = {json_object_get(b->input, "properties"), json_object_get(b->output, "properties")};
+    for (int x = 0; x < 2; x++) {
+        const char *k;
+        json_t *v;
+        json_object_foreach((json_t *)sa[x], k, v) {
+            (void)v;
+            if ((json_object_get(sb[0], k) || json_object_get(sb[1], k)) && pname_df(ix, k) <= LINK_DF_MAX) n++;
+        }
+    }
+    return n;
+}
 
 #define BEAM_K 6      /* candidates per clause */
 #define BEAM_WIDTH 24 /* partial plans kept */
@@ -2523,7 +2986,7 @@ static void jcand_free(jcand *c) {
     free(c->out_tok);
 }
 
-static int literal_fits_prop(const literal *l, const json_t *prop);
+static int literal_fits_input(const literal *l, const json_t *prop);
 
 /* Whether the task carries a value for an input: a literal of its type whose surrounding words
  * share a word with the input's name or description, a mention of its name's words, an enum
@@ -2535,7 +2998,7 @@ static int input_evidence(const mctx *m, const char *name, const json_t *prop, c
     int ok = nt.n && strset_overlap(&nt, &m->whole.toks) == nt.n;
     strset_free(&nt);
     for (size_t k = 0; !ok && k < m->nlit; k++)
-        ok = literal_fits_prop(&m->lit[k], prop) && strset_overlap(ptoks, &m->lit[k].ctx) > 0;
+        ok = literal_fits_input(&m->lit[k], prop) && strset_overlap(ptoks, &m->lit[k].ctx) > 0;
     size_t i;
     json_t *v;
     json_array_foreach(json_object_get(prop, "enum"), i, v) {
@@ -2639,6 +3102,7 @@ static void preselect(mctx *m, ssize_t *pref) {
     if (m->prm.wire_bonus <= 0 || m->ncl < 2) return;
     jcand *cand = calloc(MAX_CAND, sizeof *cand);
     uint64_t *feed = NULL;
+    unsigned char *lk = NULL;
     jstate *beam = calloc(BEAM_WIDTH, sizeof *beam), *next = calloc(BEAM_WIDTH * (BEAM_K + 2), sizeof *next);
     size_t nc = 0, nbeam = 1;
     if (!cand || !beam || !next) goto out;
@@ -2681,6 +3145,14 @@ static void preselect(mctx *m, ssize_t *pref) {
     for (size_t a = 0; a < nc; a++)
         for (size_t b = 0; b < nc; b++)
             if (cand[a].clause < cand[b].clause) feed[a * nc + b] = jcand_feeds(&cand[a], &cand[b], &m->prm);
+    lk = calloc(nc ? nc * nc : 1, 1);
+    if (!lk) goto out;
+    for (size_t a = 0; a < nc; a++)
+        for (size_t b = 0; b < nc; b++)
+            if (cand[a].clause < cand[b].clause) {
+                size_t n = shared_names(m->ix, x4_catalog_at(m->cat, cand[a].svc), x4_catalog_at(m->cat, cand[b].svc));
+                lk[a * nc + b] = lk[b * nc + a] = (unsigned char)(n > 255 ? 255 : n);
+            }
     for (size_t c = 0; c < MAX_CLAUSES; c++) beam[0].pick[c] = -1;
     for (size_t c = 0; c < m->ncl; c++) {
         size_t nn = 0;
@@ -2695,11 +3167,15 @@ static void preselect(mctx *m, ssize_t *pref) {
                 for (size_t e = 0; e < c; e++)
                     if (beam[s].pick[e] >= 0) fed |= feed[(size_t)beam[s].pick[e] * nc + k];
                 double share = cand[k].nin ? (double)__builtin_popcountll(fed) / (double)cand[k].nin : 0;
+                /* a specific parameter name shared with a service chosen for an earlier clause */
+                int linked = 0;
+                for (size_t e = 0; e < c && !linked; e++)
+                    linked = beam[s].pick[e] >= 0 && lk[(size_t)beam[s].pick[e] * nc + k];
                 double have = cand[k].nin ? (double)__builtin_popcountll(fed | cand[k].evid) / (double)cand[k].nin : 1;
                 next[nn] = beam[s];
                 next[nn].pick[c] = (int)k;
                 next[nn].score += cand[k].base + m->prm.wire_bonus * share + m->prm.fill_bonus * have -
-                                  m->prm.step_cost * m->cl[c].known;
+                                  m->prm.step_cost * m->cl[c].known + m->prm.link_bonus * linked;
                 next[nn].sum = sum;
                 nn++;
                 any = 1;
@@ -2729,6 +3205,7 @@ out:
     for (size_t k = 0; cand && k < nc; k++) jcand_free(&cand[k]);
     free(cand);
     free(feed);
+    free(lk);
     free(beam);
     free(next);
 }
@@ -2740,12 +3217,15 @@ static void mctx_free(mctx *m) {
     for (size_t i = 0; i < m->ncl; i++) {
         strset_free(&m->cl[i].toks);
         free(m->cl[i].ids);
+        free(m->cl[i].xw);
     }
     strset_free(&m->whole.toks);
     free(m->whole.ids);
+    free(m->whole.xw);
     for (size_t i = 0; i < m->nlit; i++) {
         free(m->lit[i].text);
         strset_free(&m->lit[i].ctx);
+        strset_free(&m->lit[i].near);
     }
     for (size_t i = 0; i < m->nsteps; i++) {
         json_decref(m->steps[i].inputs);

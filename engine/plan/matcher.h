@@ -48,6 +48,8 @@ typedef struct {
     double fill_bonus;       /* joint choice: × share of its inputs fed or evidenced by the task */
     double step_cost;        /* joint choice: what a clause's own step costs (× the share of its
                               * words the catalog knows); a clause worth less gets no step */
+    double link_bonus;       /* joint choice: a service sharing a specific parameter name (one
+                              * few services use) with a service chosen for an earlier clause */
 } x4_planner_params;
 
 void x4_planner_params_default(x4_planner_params *p);
