@@ -104,7 +104,8 @@ static void plan_failed(x4_engine *e, const char *id, const char *why) {
  * Key: BLAKE2b of the normalised task (lower case, single spaces), the catalog version, the
  * maxCost and — unless PLAN_CACHE_SHARED=1 — the user. A hit is validated again against the
  * current catalog (x4_plan_parse) before use. Identical requests plan once: the first takes
- * `<key>:lock` (SET NX PX), the others poll the key for up to PLAN_CACHE_WAIT_MS and only then
+ * `<key>:lock` (SET NX PX) and reads the key once more (the previous holder may have stored it
+ * and let go in between), the others poll the key for up to PLAN_CACHE_WAIT_MS and only then
  * plan themselves. Redis down = no cache, never an error.
  *
  * In front of Redis, an in-process copy (l1_get / l1_put): the cached entries this process has
@@ -223,9 +224,16 @@ static void cache_key(x4_engine *e, const char *task, const char *user, uint64_t
 
 static x4_plan *cached_plan(x4_engine *e, const char *text, size_t len, uint64_t max_cost, char planner[80]);
 
+static void lock_release(x4_engine *e, const char *key) {
+    char lock[112];
+    snprintf(lock, sizeof lock, "%s:lock", key);
+    const char *argv[] = {"DEL", lock};
+    size_t lens[] = {3, strlen(lock)};
+    x4_bus_command(e->bus, 2, argv, lens, NULL, NULL);
+}
+
 static void cache_put(x4_engine *e, const char *key, const char *plan_text, const char *planner, int lock_owned) {
     if (!key || !key[0] || !e->bus) return;
-    char val[64 + 8];
     char ttl[24];
     snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)cache_ttl_ms());
     x4_buf b = {0};
@@ -236,12 +244,7 @@ static void cache_put(x4_engine *e, const char *key, const char *plan_text, cons
         x4_bus_command(e->bus, 5, argv, lens, NULL, NULL);
     }
     x4_buf_free(&b);
-    if (lock_owned) {
-        snprintf(val, sizeof val, "%s:lock", key);
-        const char *argv[] = {"DEL", val};
-        size_t lens[] = {3, strlen(val)};
-        x4_bus_command(e->bus, 2, argv, lens, NULL, NULL);
-    }
+    if (lock_owned) lock_release(e, key);
 }
 
 typedef struct {
@@ -377,11 +380,33 @@ static void on_poll_timer(uv_timer_t *t) {
     cache_get(j);
 }
 
+/* The lock is ours: the entry is read once more before planning — the one who held the lock
+ * before may have stored it and let go between our miss and our SET NX. */
+static void on_locked_get(redisReply *reply, const char *err, void *ud) {
+    plan_job *j = ud;
+    x4_engine *e = j->e;
+    if (!err && reply && reply->type == REDIS_REPLY_STRING && !e->stopping) {
+        char planner[80];
+        x4_plan *plan = cached_plan(e, reply->str, reply->len, j->max_cost, planner);
+        if (plan) {
+            l1_put(j->key, reply->str, reply->len);
+            lock_release(e, j->key);
+            store_plan_cached(e, j->id, plan, planner, NULL, 0, j->t0_ns);
+            x4_plan_free(plan);
+            job_free(j);
+            return;
+        }
+    }
+    job_plan(j);
+}
+
 static void on_lock(redisReply *reply, const char *err, void *ud) {
     plan_job *j = ud;
-    if (!err && reply && reply->type == REDIS_REPLY_STATUS) { /* OK: ours to plan */
+    if (!err && reply && reply->type == REDIS_REPLY_STATUS) { /* OK: ours to plan, unless it is there now */
         j->lock_owned = 1;
-        job_plan(j);
+        const char *argv[] = {"GET", j->key};
+        size_t lens[] = {3, strlen(j->key)};
+        x4_bus_command(j->e->bus, 2, argv, lens, on_locked_get, j);
         return;
     }
     if (err || !reply || reply->type != REDIS_REPLY_NIL) { /* no Redis: no single-flight either */
