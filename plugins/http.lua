@@ -12,6 +12,9 @@
 --            the step fails. A 402 never gets here: the engine's payment path handles it.
 --   compensate: the catalog record's compensate endpoint, if it declares one, with the body
 --            {workflowId, stepId, output} (the same default as policies/rollback.lua).
+-- The engine recognises this file, byte for byte, and then answers the calls whose result it
+-- knows (the request, and a 2xx answer with a JSON or empty body) in C without running it
+-- (engine/exec/step_adapter.c, "the shipped plugins"); any edit makes it run as Lua again.
 
 local x = require "x402r"
 

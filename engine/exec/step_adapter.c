@@ -6,7 +6,8 @@
  * control characters, bounded body, URL and header counts) and the request is built by
  * x4_adapter_build, which owns the engine's headers and refuses reserved or malformed ones.
  * Cost per step: one JSON view of the step for prepare and one of the response for parse,
- * converted once each way by the runtime. */
+ * converted once each way by the runtime — except for the shipped http/x402 plugins, whose
+ * answer C knows without asking (see "the shipped plugins" below). */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,54 @@
 const char *x4_step_adapter(const x4_service *svc) { return x4_service_adapter(svc); }
 
 int x4_step_adapter_builtin(const char *a) { return a && (strcmp(a, "http") == 0 || strcmp(a, "x402") == 0); }
+
+/* ---- the shipped plugins ----
+ * plugins/http.lua as shipped asks C for exactly the built-in request, and x402.lua as shipped
+ * is http.lua through require "http":
+ *   prepare returns {method = service.method or "POST", inputs_as = "query" (GET, DELETE) or
+ *     "body"}. For a method the catalog stores (GET, POST, PUT, PATCH, DELETE, upper case) and
+ *     inputs that are an object (or none: {}), build_from_plugin then sends the service URL with
+ *     the inputs as the compact, key-sorted JSON body or as the key-sorted query — the bytes of
+ *     x4_adapter_http_build — and every way it can refuse (no URL, a bad URL, a body, query or
+ *     URL over the limits) falls back to x4_adapter_http_build, as does a Lua failure (budget,
+ *     memory). So the request is x4_adapter_http_build's in every case.
+ *   parse of a 2xx answer whose body is empty or JSON returns {output_from = "body"}: the
+ *     output is the body as json_loadb decodes it ({} when empty), which is also what the
+ *     built-in classification gives when the Lua call fails.
+ * In those cases the Lua round trip is skipped; anything else (another method or inputs shape,
+ * a non-2xx answer, a 2xx body that is not JSON, compensate) still runs the plugin, whose
+ * messages C does not reproduce. The shipped files are recognised by the BLAKE2b-256 hash of
+ * the source text the runtime loaded (x4_lua_plugin_source), and for x402 by where its
+ * require "http" was found (x4_lua_module_source: plugins/http.lua with the shipped hash, not a
+ * lua/ or policies/ http.lua): an operator's own http.lua or x402.lua, or any edit to the
+ * shipped ones, has a different hash and runs as Lua. test_step_adapter.c checks these hashes
+ * against plugins/ so that an edit there cannot go unnoticed. */
+#define SHIPPED_HTTP_LUA "8ff952b871fd22a7684c489dced0cf36ad341bdc594ae1789a12019df4830097"
+#define SHIPPED_X402_LUA "0327a5f294bd6af9a0ba6cea74b0d94f4c7fa196b344e6d23873954589af89eb"
+
+const char *x4_step_shipped_hash(const char *adapter) {
+    if (adapter && strcmp(adapter, "http") == 0) return SHIPPED_HTTP_LUA;
+    if (adapter && strcmp(adapter, "x402") == 0) return SHIPPED_X402_LUA;
+    return NULL;
+}
+
+int x4_step_adapter_shipped(const x4_lua_rt *rt, const char *adapter) {
+    const char *want = x4_step_shipped_hash(adapter), *have = x4_lua_plugin_source(rt, adapter);
+    if (!want || !have || strcmp(have, want) != 0) return 0;
+    if (strcmp(adapter, "http") == 0) return 1;
+    const char *m = x4_lua_module_source(rt, "http");
+    return m && strcmp(m, "plugins/http.lua " SHIPPED_HTTP_LUA) == 0;
+}
+
+/* The prepare of the shipped plugins is the built-in request for these steps (see above). */
+static int shipped_prepare_is_builtin(const x4_step_in *in) {
+    static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE"};
+    if (in->inputs && !json_is_object(in->inputs)) return 0;
+    if (!in->svc->method) return 1;
+    for (size_t i = 0; i < sizeof methods / sizeof *methods; i++)
+        if (strcmp(in->svc->method, methods[i]) == 0) return 1;
+    return 0;
+}
 
 /* ---- views ---- */
 
@@ -301,6 +350,8 @@ int x4_step_prepare(x4_lua_rt *rt, const x4_step_in *in, x4_adapter_call *call, 
     int loaded = rt && x4_lua_has_plugin(rt, name);
     char why[768] = "";
     int rc = 1;
+    if (loaded && builtin && shipped_prepare_is_builtin(in) && x4_step_adapter_shipped(rt, name))
+        return builtin_build(in, call, err, errlen);
     if (loaded) {
         json_t *args = step_args(in, NULL, 0), *res = NULL;
         if (!args) {
@@ -391,6 +442,14 @@ x4_outcome x4_step_parse(x4_lua_rt *rt, const x4_step_in *in, const x4_httpc_res
     if (resp->status != X4_HTTPC_OK || resp->code == 402 || !rt || !in || !in->svc || !in->workflow_id ||
         !in->step_id || !x4_lua_has_plugin(rt, name))
         return x4_adapter_http_classify(resp, output, retry_after_ms, err, errlen);
+    if (resp->code >= 200 && resp->code < 300 && x4_step_adapter_shipped(rt, name)) {
+        /* the shipped plugins: {output_from = "body"} for an empty or JSON body (see above) */
+        json_t *j = resp->body_len ? json_loadb(resp->body, resp->body_len, JSON_DECODE_ANY, NULL) : json_object();
+        if (j) {
+            *output = j;
+            return X4_OUT_OK;
+        }
+    }
     json_t *service = service_view(in->svc), *rv = response_view(resp);
     json_t *ctx = ctx_view(in, service, 0);
     json_decref(service);

@@ -31,7 +31,10 @@
  * name = value, repeated headers joined with ", "}, body (the decoded JSON when the body is
  * JSON, else the text; absent when it is not UTF-8, then binary = true), json = bool}.
  * All functions run synchronously on the loop thread under the runtime's budget; rt may be NULL
- * (no Lua: built-in behaviour). Nothing here blocks or allocates per call beyond the request. */
+ * (no Lua: built-in behaviour). Nothing here blocks or allocates per call beyond the request.
+ * When the loaded http/x402 plugin is the shipped file, the calls whose plugin answer is known
+ * (the request; a 2xx answer with an empty or JSON body) are answered in C without Lua, with
+ * the same result (x4_step_adapter_shipped). */
 #ifndef X4_EXEC_STEP_ADAPTER_H
 #define X4_EXEC_STEP_ADAPTER_H
 
@@ -64,6 +67,15 @@ const char *x4_step_adapter(const x4_service *svc);
 
 /* 1 if the adapter has a built-in C fallback ("http", "x402"). */
 int x4_step_adapter_builtin(const char *adapter);
+
+/* 1 if the runtime runs the shipped plugins/<adapter>.lua ("http", or "x402" with its
+ * require "http" found in plugins/ and shipped too), recognised by the hash of the loaded
+ * source: then prepare and the 2xx parse skip Lua where the plugin's answer is provably the
+ * built-in one (step_adapter.c, "the shipped plugins"). 0 for any other file or adapter. */
+int x4_step_adapter_shipped(const x4_lua_rt *rt, const char *adapter);
+/* The hex BLAKE2b-256 of the shipped plugins/<adapter>.lua x4_step_adapter_shipped recognises
+ * ("http", "x402"); NULL for any other adapter. */
+const char *x4_step_shipped_hash(const char *adapter);
 
 /* 0: *call is filled (send call->req, then x4_adapter_call_free; a payment header may be
  *    appended to call->headers/req.nheaders — there are always free slots);

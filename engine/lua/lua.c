@@ -74,6 +74,7 @@ typedef struct x4_lua_state {
     char where[192];      /* last position seen by the hook */
     char version[17];
     json_t *hooks;        /* {"policies":{file:[fn]}, "plugins":{...}} */
+    json_t *sources;      /* {"plugins":{name:hash}, "modules":{name:"dir/name.lua hash"}} (hex BLAKE2b-256) */
     int ref_msgh, ref_tramp, ref_viewmt;
 } lstate;
 
@@ -565,6 +566,23 @@ static void load_source(lua_State *L, const char *buf, size_t len, const char *c
     lua_setfenv(L, -3);
 }
 
+/* Records what a source text was (hex BLAKE2b-256 of its bytes) under sources[group][name],
+ * as "prefix hash" when prefix is given. Best effort: a record missing for lack of memory only
+ * makes x4_lua_plugin_source/x4_lua_module_source answer NULL. */
+static void note_source(lstate *st, const char *group, const char *name, const char *prefix, const char *buf,
+                        size_t len) {
+    unsigned char h[32];
+    char hex[65], text[256];
+    if (!st->sources && !(st->sources = json_object())) return;
+    json_t *g = json_object_get(st->sources, group);
+    if (!g && (!(g = json_object()) || json_object_set_new(st->sources, group, g))) return;
+    crypto_generichash(h, sizeof h, (const unsigned char *)buf, (unsigned long long)len, NULL, 0);
+    sodium_bin2hex(hex, sizeof hex, h, sizeof h);
+    if (prefix) snprintf(text, sizeof text, "%s %s", prefix, hex);
+    else snprintf(text, sizeof text, "%s", hex);
+    json_object_set_new(g, name, json_string(text));
+}
+
 static int sb_require(lua_State *L) {
     const char *name = luaL_checkstring(L, 1);
     lstate *st = state_of(L);
@@ -602,6 +620,7 @@ static int sb_require(lua_State *L) {
 
     lua_pushboolean(L, 0);
     lua_setfield(L, 2, name); /* loading */
+    note_source(st, "modules", name, chunk + 1, buf, len);
     load_source(L, buf, len, chunk); /* fn env */
     lua_insert(L, -2);
     lua_call(L, 0, 1);
@@ -776,6 +795,7 @@ static void state_free(lstate *st) {
     if (!st) return;
     if (st->L) lua_close(st->L);
     json_decref(st->hooks);
+    json_decref(st->sources);
     free(st);
 }
 
@@ -1331,6 +1351,16 @@ int x4_lua_has_hook(const x4_lua_rt *rt, const char *hook) {
 
 int x4_lua_has_plugin(const x4_lua_rt *rt, const char *name) { return has_fn(rt, KIND_PLUGIN, name, NULL); }
 
+const char *x4_lua_plugin_source(const x4_lua_rt *rt, const char *name) {
+    if (!rt || !rt->cur || !name) return NULL;
+    return json_string_value(json_object_get(json_object_get(rt->cur->sources, "plugins"), name));
+}
+
+const char *x4_lua_module_source(const x4_lua_rt *rt, const char *module) {
+    if (!rt || !rt->cur || !module) return NULL;
+    return json_string_value(json_object_get(json_object_get(rt->cur->sources, "modules"), module));
+}
+
 /* ---------- reload ---------- */
 
 typedef struct {
@@ -1439,6 +1469,7 @@ static int job_load(lua_State *L, void *ud) {
         st->spent = 0;
         snprintf(chunk, sizeof chunk, "@%s/%s.lua", kind_prefix[f->kind], f->name);
         load_source(L, f->buf, f->len, chunk); /* fn env */
+        if (f->kind == KIND_PLUGIN) note_source(st, "plugins", f->name, NULL, f->buf, f->len);
         lua_insert(L, -2);
         st->where[0] = 0;
         lua_call(L, 0, 0);

@@ -60,6 +60,15 @@ int x4_lua_call_plugin(x4_lua_rt *rt, const char *plugin, const char *fn, const 
 int x4_lua_has_hook(const x4_lua_rt *rt, const char *hook);      /* "retry.decide" */
 int x4_lua_has_plugin(const x4_lua_rt *rt, const char *name);    /* "http" */
 
+/* What the current state runs, for callers that recognise a known file (exec/step_adapter.c
+ * skips the Lua round trip of the shipped http/x402 plugins): the hex BLAKE2b-256 of the
+ * source text loaded as plugins/NAME.lua; NULL if none is loaded. Valid until the next reload. */
+const char *x4_lua_plugin_source(const x4_lua_rt *rt, const char *name);
+/* "DIR/MODULE.lua HASH" for a module some file of the current state required (DIR is lua,
+ * policies or plugins: where require found it, and so what every later require of it gets);
+ * NULL if nothing required it. Valid until the next reload. */
+const char *x4_lua_module_source(const x4_lua_rt *rt, const char *module);
+
 /* {"version", "memory":{"used","cap"}, "budget", "policies":{file:[functions]},
  * "plugins":{file:[functions]}} — a new reference, for /health and the admin API. */
 json_t *x4_lua_describe(const x4_lua_rt *rt);

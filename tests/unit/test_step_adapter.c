@@ -2,9 +2,11 @@
  * Lua runtime: the C fallback, the shipped plugins (plugins/http.lua, x402.lua, transform.lua)
  * against the built-in C adapter, hostile plugins (error, endless loop, wrong shapes, CRLF and
  * reserved headers, non-http URLs) that must fail or fall back cleanly, parse outcomes, the
- * compensation request, the example plugin (examples/plugins/graphql.lua), and the runner of
+ * compensation request, the C fast path of the shipped http/x402 plugins against the same files
+ * run through Lua, the example plugin (examples/plugins/graphql.lua), and the runner of
  * the plugin Lua tests (tests/lua/plugins/NAME_test.lua, examples/plugins/test/NAME_test.lua). */
 #include <dirent.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -38,6 +40,35 @@ static void write_plugin(const char *name, const char *text) {
     if (!f) return;
     fputs(text, f);
     fclose(f);
+}
+
+static char *read_text(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    CHECK(f != NULL);
+    if (!f) return NULL;
+    char *buf = malloc(1 << 20);
+    *len = buf ? fread(buf, 1, (1 << 20) - 1, f) : 0;
+    fclose(f);
+    if (buf) buf[*len] = 0;
+    return buf;
+}
+
+/* Writes a copy of the shipped plugins/NAME.lua into DIR with one line appended: the same
+ * behaviour, another hash, so the step adapter runs it through Lua. */
+static void copy_shipped(const char *dir, const char *name, const char *extra) {
+    char src[512], dst[512];
+    size_t len = 0;
+    snprintf(src, sizeof src, "%s/plugins/%s", X4_SOURCE_DIR, name);
+    snprintf(dst, sizeof dst, "%s/%s", dir, name);
+    char *text = read_text(src, &len);
+    FILE *f = fopen(dst, "w");
+    CHECK(f != NULL && text != NULL);
+    if (f && text) {
+        fwrite(text, 1, len, f);
+        fputs(extra, f);
+    }
+    if (f) fclose(f);
+    free(text);
 }
 
 static x4_lua_rt *open_rt(const char *plugin_dir, const char *lib_dir, uint64_t budget) {
@@ -169,12 +200,22 @@ X4_TEST(shipped_http_and_x402_match_the_c_adapter) {
     x4_catalog *cat = catalog();
     x4_lua_rt *rt = open_rt(X4_SOURCE_DIR "/plugins", X4_SOURCE_DIR "/lua", 0);
     CHECK(x4_lua_has_plugin(rt, "http") && x4_lua_has_plugin(rt, "x402") && x4_lua_has_plugin(rt, "transform"));
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/plug", g_tmp); /* the same plugins run through Lua */
+    copy_shipped(dir, "http.lua", "-- a copy\n");
+    copy_shipped(dir, "x402.lua", "-- a copy\n");
+    x4_lua_rt *copy = open_rt(dir, X4_SOURCE_DIR "/lua", 0);
+    CHECK(!x4_step_adapter_shipped(copy, "http") && !x4_step_adapter_shipped(copy, "x402"));
     for (size_t i = 0; i < sizeof k_inputs / sizeof *k_inputs; i++) {
-        check_same_as_c(rt, cat, "post", k_inputs[i]);
-        check_same_as_c(rt, cat, "get", k_inputs[i]);
-        check_same_as_c(rt, cat, "del", k_inputs[i]);
-        check_same_as_c(rt, cat, "paid", k_inputs[i]);
+        for (int k = 0; k < 2; k++) {
+            x4_lua_rt *r = k ? copy : rt;
+            check_same_as_c(r, cat, "post", k_inputs[i]);
+            check_same_as_c(r, cat, "get", k_inputs[i]);
+            check_same_as_c(r, cat, "del", k_inputs[i]);
+            check_same_as_c(r, cat, "paid", k_inputs[i]);
+        }
     }
+    x4_lua_close(copy);
     /* the engine headers, and room left for the payment header */
     json_t *in = json_pack("{s:s}", "q", "x"), *out = NULL;
     x4_step_in s = step_in(cat, "paid", in);
@@ -428,14 +469,20 @@ static x4_outcome parse_resp(x4_lua_rt *rt, const x4_catalog *cat, const char *s
 
 X4_TEST(parse_outcomes_of_the_shipped_adapters) {
     fresh_tmp();
-    x4_lua_rt *rt = open_rt(X4_SOURCE_DIR "/plugins", X4_SOURCE_DIR "/lua", 0);
+    x4_lua_rt *shipped = open_rt(X4_SOURCE_DIR "/plugins", X4_SOURCE_DIR "/lua", 0);
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/plug", g_tmp); /* the same plugins run through Lua */
+    copy_shipped(dir, "http.lua", "-- a copy\n");
+    copy_shipped(dir, "x402.lua", "-- a copy\n");
+    x4_lua_rt *copy = open_rt(dir, X4_SOURCE_DIR "/lua", 0);
     x4_catalog *cat = catalog();
     json_t *out = NULL;
     int64_t ra = 0;
     char err[512] = "";
     static const char *const svcs[] = {"post", "paid"};
-    for (size_t k = 0; k < 2; k++) {
-        const char *sv = svcs[k];
+    for (size_t k = 0; k < 4; k++) {
+        const char *sv = svcs[k % 2];
+        x4_lua_rt *rt = k < 2 ? shipped : copy;
         /* the output is the body exactly: nulls, empty objects and big integers survive */
         const char *body = "{\"a\":null,\"b\":{},\"c\":[],\"big\":9007199254740993}";
         CHECK_EQ_INT(parse_resp(rt, cat, sv, X4_HTTPC_OK, 200, body, NULL, 0, &out, &ra, err, sizeof err), X4_OUT_OK);
@@ -467,7 +514,143 @@ X4_TEST(parse_outcomes_of_the_shipped_adapters) {
                      X4_OUT_FAIL);
         CHECK(out == NULL);
     }
-    x4_lua_close(rt);
+    x4_lua_close(shipped);
+    x4_lua_close(copy);
+    x4_catalog_unref(cat);
+}
+
+/* The shipped http/x402 plugins are answered in C (x4_step_adapter_shipped) with exactly what
+ * the same files give through Lua, and any other file, or an http module found elsewhere,
+ * runs as Lua. */
+X4_TEST(shipped_plugins_skip_lua_with_the_same_result) {
+    fresh_tmp();
+    /* the hashes the fast path recognises are those of the files in plugins/ */
+    static const char *const names[] = {"http", "x402"};
+    for (size_t i = 0; i < 2; i++) {
+        char path[512], hex[65];
+        unsigned char h[32];
+        size_t len = 0;
+        snprintf(path, sizeof path, "%s/plugins/%s.lua", X4_SOURCE_DIR, names[i]);
+        char *text = read_text(path, &len);
+        crypto_generichash(h, sizeof h, (const unsigned char *)text, len, NULL, 0);
+        sodium_bin2hex(hex, sizeof hex, h, sizeof h);
+        if (strcmp(hex, x4_step_shipped_hash(names[i])) != 0)
+            fprintf(stderr, "  plugins/%s.lua changed (%s): re-check step_adapter.c \"the shipped plugins\"\n",
+                    names[i], hex);
+        CHECK_EQ_STR(hex, x4_step_shipped_hash(names[i]));
+        free(text);
+    }
+    CHECK(x4_step_shipped_hash("transform") == NULL);
+    x4_lua_rt *shipped = open_rt(X4_SOURCE_DIR "/plugins", X4_SOURCE_DIR "/lua", 0);
+    CHECK(x4_step_adapter_shipped(shipped, "http") && x4_step_adapter_shipped(shipped, "x402"));
+    CHECK(!x4_step_adapter_shipped(shipped, "transform") && !x4_step_adapter_shipped(NULL, "http"));
+    CHECK_EQ_STR(x4_lua_plugin_source(shipped, "http"), x4_step_shipped_hash("http"));
+    CHECK(x4_lua_plugin_source(shipped, "nope") == NULL);
+
+    /* the same files with one more line: Lua; every answer must be the same */
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/plug", g_tmp);
+    copy_shipped(dir, "http.lua", "-- a copy\n");
+    copy_shipped(dir, "x402.lua", "-- a copy\n");
+    x4_lua_rt *copy = open_rt(dir, X4_SOURCE_DIR "/lua", 0);
+    CHECK(!x4_step_adapter_shipped(copy, "http") && !x4_step_adapter_shipped(copy, "x402"));
+    x4_catalog *cat = catalog();
+    static const char *const svcs[] = {"post", "get", "del", "paid"};
+    static const char *const inputs[] = {"{\"a\":1,\"b\":[null,{}]}", "{}", "[1,2]", "\"text\""};
+    for (size_t i = 0; i < sizeof svcs / sizeof *svcs; i++) {
+        for (size_t j = 0; j < sizeof inputs / sizeof *inputs; j++) {
+            json_t *in = json_loads(inputs[j], JSON_DECODE_ANY, NULL), *o1 = NULL, *o2 = NULL;
+            x4_step_in s = step_in(cat, svcs[i], in);
+            x4_adapter_call a, b;
+            char e1[512] = "", e2[512] = "";
+            int r1 = x4_step_prepare(shipped, &s, &a, &o1, e1, sizeof e1);
+            int r2 = x4_step_prepare(copy, &s, &b, &o2, e2, sizeof e2);
+            CHECK_EQ_INT(r1, r2);
+            if (r1 == 0 && r2 == 0) {
+                CHECK_EQ_STR(a.req.method, b.req.method);
+                CHECK_EQ_STR(a.req.url, b.req.url);
+                CHECK_EQ_INT(a.req.body_len, b.req.body_len);
+                CHECK((a.req.body == NULL) == (b.req.body == NULL));
+                if (a.req.body && b.req.body) CHECK(memcmp(a.req.body, b.req.body, a.req.body_len) == 0);
+                CHECK_EQ_INT(a.req.nheaders, b.req.nheaders);
+                for (size_t k = 0; k < a.req.nheaders && k < b.req.nheaders; k++) {
+                    CHECK_EQ_STR(a.req.headers[k].name, b.req.headers[k].name);
+                    CHECK_EQ_STR(a.req.headers[k].value, b.req.headers[k].value);
+                }
+            } else {
+                CHECK_EQ_STR(e1, e2);
+            }
+            if (r1 == 0) x4_adapter_call_free(&a);
+            if (r2 == 0) x4_adapter_call_free(&b);
+            json_decref(o1);
+            json_decref(o2);
+            json_decref(in);
+        }
+    }
+    static const struct {
+        long code;
+        const char *body;
+    } resps[] = {{200, "{\"a\":null,\"b\":{},\"big\":9007199254740993}"}, {201, "[1,\"x\",null]"}, {200, "null"},
+                 {200, "42"}, {204, NULL}, {200, "not json"}, {200, "  "}, {299, "\"s\""}, {503, "{\"busy\":true}"},
+                 {404, "gone"}, {429, ""}, {302, "{}"}};
+    x4_httpc_header h[] = {{"Retry-After", "3"}, {"Content-Type", "application/json"}};
+    for (size_t i = 0; i < sizeof resps / sizeof *resps; i++) {
+        for (size_t k = 0; k < 2; k++) {
+            const char *sv = k ? "paid" : "post";
+            json_t *o1 = NULL, *o2 = NULL;
+            int64_t ra1 = 0, ra2 = 0;
+            char e1[512] = "", e2[512] = "";
+            x4_outcome c1 = parse_resp(shipped, cat, sv, X4_HTTPC_OK, resps[i].code, resps[i].body, h, 2, &o1, &ra1,
+                                       e1, sizeof e1);
+            x4_outcome c2 = parse_resp(copy, cat, sv, X4_HTTPC_OK, resps[i].code, resps[i].body, h, 2, &o2, &ra2, e2,
+                                       sizeof e2);
+            CHECK_EQ_INT(c1, c2);
+            CHECK_EQ_INT(ra1, ra2);
+            CHECK((o1 == NULL) == (o2 == NULL));
+            if (o1 && o2) CHECK(json_equal(o1, o2));
+            if (c1 != X4_OUT_OK) CHECK_EQ_STR(e1, e2);
+            json_decref(o1);
+            json_decref(o2);
+        }
+    }
+
+    /* an operator's http.lua takes effect */
+    write_plugin("http.lua", "function prepare(step, ctx) return { headers = { ['X-Mine'] = 'yes' } } end\n"
+                             "function parse(response, ctx) return { output = { mine = response.status } } end\n");
+    x4_lua_rt *own = open_rt(dir, X4_SOURCE_DIR "/lua", 0);
+    CHECK(!x4_step_adapter_shipped(own, "http"));
+    json_t *in = json_object(), *out = NULL;
+    x4_step_in s = step_in(cat, "post", in);
+    x4_adapter_call call;
+    char err[512] = "";
+    CHECK_EQ_INT(x4_step_prepare(own, &s, &call, &out, err, sizeof err), 0);
+    CHECK_EQ_STR(header(&call, "X-Mine"), "yes");
+    x4_adapter_call_free(&call);
+    int64_t ra = 0;
+    CHECK_EQ_INT(parse_resp(own, cat, "post", X4_HTTPC_OK, 200, "{}", NULL, 0, &out, &ra, err, sizeof err),
+                 X4_OUT_OK);
+    CHECK(out && json_integer_value(json_object_get(out, "mine")) == 200);
+    json_decref(out);
+    json_decref(in);
+    x4_lua_close(own);
+
+    /* the shipped x402.lua whose require "http" finds another http.lua (policies/ comes before
+     * plugins/) is not the shipped adapter, though plugins/http.lua is */
+    char pol[512];
+    snprintf(pol, sizeof pol, "%s/pol", g_tmp);
+    snprintf(dir, sizeof dir, "%s/plug", g_tmp);
+    copy_shipped(pol, "http.lua", "-- shadows plugins/http.lua for require\n");
+    copy_shipped(dir, "http.lua", "");
+    copy_shipped(dir, "x402.lua", "");
+    x4_lua_rt *shadow = open_rt(dir, X4_SOURCE_DIR "/lua", 0);
+    CHECK(x4_step_adapter_shipped(shadow, "http"));
+    CHECK(!x4_step_adapter_shipped(shadow, "x402"));
+    const char *m = x4_lua_module_source(shadow, "http");
+    CHECK(m && strncmp(m, "policies/http.lua ", 18) == 0);
+    x4_lua_close(shadow);
+
+    x4_lua_close(shipped);
+    x4_lua_close(copy);
     x4_catalog_unref(cat);
 }
 
@@ -707,10 +890,15 @@ X4_TEST(shipped_plugins_load_with_the_default_policies) {
     x4_lua_close(rt);
 }
 
-/* Cost of the Lua seam against the C adapter (printed; the bound only catches a pathology). */
+/* Cost of the Lua seam against the C adapter: no runtime, the shipped plugins (answered in C)
+ * and the same files run through Lua (printed; the bound only catches a pathology). */
 X4_TEST(cost_per_step_through_lua) {
     fresh_tmp();
     x4_lua_rt *rt = open_rt(X4_SOURCE_DIR "/plugins", X4_SOURCE_DIR "/lua", 0);
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/plug", g_tmp);
+    copy_shipped(dir, "http.lua", "-- a copy\n");
+    x4_lua_rt *copy = open_rt(dir, X4_SOURCE_DIR "/lua", 0);
     x4_catalog *cat = catalog();
     json_t *in = json_loads(k_inputs[0], 0, NULL);
     const char *body = "{\"title\":\"A book\",\"pages\":320,\"authors\":[\"a\",\"b\"],\"meta\":{\"isbn\":\"978\"}}";
@@ -721,8 +909,9 @@ X4_TEST(cost_per_step_through_lua) {
     r.body = (char *)body;
     r.body_len = strlen(body);
     enum { N = 2000 };
-    double t[2];
-    for (int lua = 0; lua < 2; lua++) {
+    double t[3];
+    x4_lua_rt *rts[3] = {NULL, rt, copy};
+    for (int k = 0; k < 3; k++) {
         x4_step_in s = step_in(cat, "post", in);
         uint64_t t0 = x4_mono_us();
         for (int i = 0; i < N; i++) {
@@ -730,16 +919,18 @@ X4_TEST(cost_per_step_through_lua) {
             json_t *out = NULL;
             int64_t ra;
             char err[256];
-            CHECK_EQ_INT(x4_step_prepare(lua ? rt : NULL, &s, &call, &out, err, sizeof err), 0);
+            CHECK_EQ_INT(x4_step_prepare(rts[k], &s, &call, &out, err, sizeof err), 0);
             x4_adapter_call_free(&call);
-            CHECK_EQ_INT(x4_step_parse(lua ? rt : NULL, &s, &r, &out, &ra, err, sizeof err), X4_OUT_OK);
+            CHECK_EQ_INT(x4_step_parse(rts[k], &s, &r, &out, &ra, err, sizeof err), X4_OUT_OK);
             json_decref(out);
         }
-        t[lua] = (double)(x4_mono_us() - t0) / N;
+        t[k] = (double)(x4_mono_us() - t0) / N;
     }
-    printf("step adapter cost per prepare+parse: C %.1f us, http.lua %.1f us\n", t[0], t[1]);
-    CHECK(t[1] < 2000.0);
+    printf("step adapter cost per prepare+parse: C %.1f us, shipped http.lua %.1f us, the same through Lua %.1f us\n",
+           t[0], t[1], t[2]);
+    CHECK(t[1] < 2000.0 && t[2] < 2000.0);
     json_decref(in);
     x4_lua_close(rt);
+    x4_lua_close(copy);
     x4_catalog_unref(cat);
 }
