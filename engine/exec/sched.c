@@ -323,6 +323,9 @@ static void step_write(x4_run *r, size_t i, const char *status, const json_t *ou
 static int write_landed_rows(step_ctx *c, PGresult *res, const char *err, int first, int count) {
     x4_run *r = c->run;
     r->writes--;
+    /* committed under our lease: announced even if the run was dropped meanwhile (streams would
+       otherwise miss a workflow's last events until something else made them read) */
+    if (!err && count > 0) x4_events_publish_range(r->e, res, first, count);
     if (r->dead) return -1;
     if (err) {
         x4_warn("sched", "%s: step write failed (%s); leaving the workflow to the lease", r->id, err);
@@ -333,7 +336,6 @@ static int write_landed_rows(step_ctx *c, PGresult *res, const char *err, int fi
         run_kill(r, "workflow no longer executing under this lease");
         return -1;
     }
-    x4_events_publish_range(r->e, res, first, count);
     return 0;
 }
 
