@@ -47,6 +47,15 @@ int x4_buf_printf(x4_buf *b, const char *fmt, ...) {
     return 0;
 }
 
+int x4_buf_pg_array_elem(x4_buf *b, const char *s) {
+    int rc = x4_buf_puts(b, "\"");
+    for (const char *p = s; *p && rc == 0; p++) {
+        if (*p == '"' || *p == '\\') rc |= x4_buf_puts(b, "\\");
+        rc |= x4_buf_append(b, p, 1);
+    }
+    return rc | x4_buf_puts(b, "\"");
+}
+
 void x4_buf_reset(x4_buf *b) {
     b->len = 0;
     if (b->data) b->data[0] = 0;

@@ -16,6 +16,8 @@ typedef struct {
 int x4_buf_append(x4_buf *b, const void *p, size_t n);
 int x4_buf_puts(x4_buf *b, const char *s);
 int x4_buf_printf(x4_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends s as one element of a PostgreSQL array literal: double-quoted, " and \ escaped. */
+int x4_buf_pg_array_elem(x4_buf *b, const char *s);
 void x4_buf_reset(x4_buf *b);
 void x4_buf_free(x4_buf *b);
 

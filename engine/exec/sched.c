@@ -1031,22 +1031,12 @@ static void on_group(PGresult *res, const char *err, void *ud) {
     free(g);
 }
 
-/* A PostgreSQL array literal element: the id quoted, with " and \ escaped. */
-static int array_elem(x4_buf *a, const char *id) {
-    int rc = x4_buf_puts(a, "\"");
-    for (const char *p = id; *p && rc == 0; p++) {
-        if (*p == '"' || *p == '\\') rc |= x4_buf_puts(a, "\\");
-        rc |= x4_buf_printf(a, "%c", *p);
-    }
-    return rc | x4_buf_puts(a, "\"");
-}
-
 static void send_group(x4_engine *e, batch_ctx **m, size_t n) {
     group_ctx *g = malloc(sizeof *g);
     x4_buf ids = {0}, items = {0};
     int rc = g ? x4_buf_puts(&ids, "{") | x4_buf_puts(&items, "[") : -1;
     for (size_t k = 0; k < n && rc == 0; k++) {
-        rc |= (k ? x4_buf_puts(&ids, ",") | x4_buf_puts(&items, ",") : 0) | array_elem(&ids, m[k]->c.run->id) |
+        rc |= (k ? x4_buf_puts(&ids, ",") | x4_buf_puts(&items, ",") : 0) | x4_buf_pg_array_elem(&ids, m[k]->c.run->id) |
               x4_buf_puts(&items, m[k]->text);
     }
     if (rc == 0) rc = x4_buf_puts(&ids, "}") | x4_buf_puts(&items, "]");

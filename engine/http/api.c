@@ -370,10 +370,7 @@ static void create_query(api_ctx *c, const char *input, const char *mcs, const c
         int rc = x4_buf_puts(&roots, "{");
         for (size_t i = 0, k = 0; i < plan->nsteps && k < c->nstarted; i++) {
             if (plan->steps[i].ndeps != 0) continue;
-            rc |= x4_buf_puts(&roots, k++ ? ",\"" : "\"");
-            for (const char *p = plan->steps[i].id; *p; p++) /* an array element, quoted */
-                rc |= (*p == '"' || *p == '\\') ? x4_buf_printf(&roots, "\\%c", *p) : x4_buf_printf(&roots, "%c", *p);
-            rc |= x4_buf_puts(&roots, "\"");
+            rc |= (k++ ? x4_buf_puts(&roots, ",") : 0) | x4_buf_pg_array_elem(&roots, plan->steps[i].id);
         }
         rc |= x4_buf_puts(&roots, "}");
         if (rc) {

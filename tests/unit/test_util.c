@@ -73,3 +73,16 @@ X4_TEST(buf_grows) {
     CHECK(strncmp(b.data, "0,1,2,", 6) == 0);
     x4_buf_free(&b);
 }
+
+X4_TEST(buf_pg_array_elem_quotes_and_escapes) {
+    x4_buf b = {0};
+    CHECK(x4_buf_puts(&b, "{") == 0);
+    CHECK(x4_buf_pg_array_elem(&b, "wf_1") == 0);
+    CHECK(x4_buf_puts(&b, ",") == 0);
+    CHECK(x4_buf_pg_array_elem(&b, "a\"b\\c,{d}") == 0);
+    CHECK(x4_buf_puts(&b, ",") == 0);
+    CHECK(x4_buf_pg_array_elem(&b, "") == 0);
+    CHECK(x4_buf_puts(&b, "}") == 0);
+    CHECK_EQ_STR(b.data, "{\"wf_1\",\"a\\\"b\\\\c,{d}\",\"\"}");
+    x4_buf_free(&b);
+}
