@@ -318,8 +318,9 @@ static void step_write(x4_run *r, size_t i, const char *status, const json_t *ou
     free(data);
 }
 
-/* Common head of every step-write callback: 0 = proceed, -1 = the run is gone. */
-/* The same for this run's rows first .. first + count - 1 of a grouped write (on_group). */
+/* Common head of every step-write callback, over this run's rows first .. first + count - 1 of
+ * res (all of them for its own query; its part of a grouped write, on_group): 0 = proceed,
+ * -1 = the run is gone. */
 static int write_landed_rows(step_ctx *c, PGresult *res, const char *err, int first, int count) {
     x4_run *r = c->run;
     r->writes--;
@@ -388,6 +389,19 @@ static int send_request(x4_run *r, size_t i, const json_t *inputs, json_t **outp
     return 0;
 }
 
+/* Step i's inputs, bound from the outputs known so far; NULL with why. */
+static json_t *bind_inputs(x4_run *r, size_t i, char *why, size_t whylen) {
+    json_t **outs = calloc(r->plan->nsteps, sizeof *outs);
+    if (!outs) {
+        snprintf(why, whylen, "out of memory");
+        return NULL;
+    }
+    for (size_t k = 0; k < r->plan->nsteps; k++) outs[k] = r->st[k].output;
+    json_t *inputs = x4_plan_bind_inputs(r->plan, i, outs, why, whylen);
+    free(outs);
+    return inputs;
+}
+
 /* A step's "running" is stored: bind its inputs and send its request. */
 static void start_landed(x4_run *r, size_t i) {
     x4_engine *e = r->e;
@@ -400,14 +414,7 @@ static void start_landed(x4_run *r, size_t i) {
         return;
     }
     char why[512];
-    json_t **outs = calloc(r->plan->nsteps, sizeof *outs);
-    if (!outs) {
-        step_fail(r, i, "out of memory");
-        return;
-    }
-    for (size_t k = 0; k < r->plan->nsteps; k++) outs[k] = r->st[k].output;
-    json_t *inputs = x4_plan_bind_inputs(r->plan, i, outs, why, sizeof why);
-    free(outs);
+    json_t *inputs = bind_inputs(r, i, why, sizeof why);
     if (!inputs) {
         step_fail(r, i, why);
         return;
@@ -500,6 +507,19 @@ typedef struct batch_ctx {
     size_t idx[]; /* nsucc successes, then nstart started steps */
 } batch_ctx;
 
+/* A batch of run r with room for cap step indexes; it holds a reference to r. */
+static batch_ctx *batch_new(x4_run *r, size_t cap) {
+    batch_ctx *b = malloc(sizeof *b + cap * sizeof b->idx[0]);
+    if (!b) return NULL;
+    b->c.run = r;
+    b->c.idx = 0;
+    b->text = NULL;
+    b->finish = 0;
+    b->nsucc = b->nstart = 0;
+    run_ref(r);
+    return b;
+}
+
 static void batch_free(batch_ctx *b) {
     free(b->text);
     ctx_done(&b->c);
@@ -524,8 +544,6 @@ static void batch_landed(batch_ctx *b, PGresult *res, const char *err, int first
 out:
     batch_free(b);
 }
-
-
 
 static void on_failed_or_skipped(PGresult *res, const char *err, void *ud) {
     step_ctx *c = ud;
@@ -847,21 +865,18 @@ static void step_succeed(x4_run *r, size_t i, json_t *output) {
                                : NULL;
         json_decref(d);
         json_decref(wo);
-        batch_ctx *b = item ? malloc(sizeof *b + sizeof b->idx[0]) : NULL;
+        batch_ctx *b = item ? batch_new(r, 1) : NULL;
         if (b) b->text = json_dumps(item, JSON_COMPACT);
         json_decref(item);
         if (!b || !b->text) {
-            if (b) free(b);
+            if (b) batch_free(b);
             run_kill(r, "out of memory");
             return;
         }
         b->finish = 1;
         b->nsucc = 1;
-        b->nstart = 0;
         b->idx[0] = i;
-        b->c.run = r;
         b->c.idx = i;
-        run_ref(r);
         r->writes++;
         r->fin = b;
         flush_queue(r);
@@ -890,12 +905,8 @@ static void step_succeed(x4_run *r, size_t i, json_t *output) {
 static void dispatch_eager(x4_run *r, size_t i) {
     step_rt *s = &r->st[i];
     if (s->state != ST_STARTING || r->failed || r->e->stopping) return;
-    json_t **outs = calloc(r->plan->nsteps, sizeof *outs);
-    if (!outs) return;
-    for (size_t k = 0; k < r->plan->nsteps; k++) outs[k] = r->st[k].output;
     char why[512];
-    json_t *inputs = x4_plan_bind_inputs(r->plan, i, outs, why, sizeof why);
-    free(outs);
+    json_t *inputs = bind_inputs(r, i, why, sizeof why);
     if (!inputs) return;
     json_t *answer = NULL;
     s->eager = 1; /* before the request: its callback may run at once */
@@ -927,15 +938,12 @@ static batch_ctx *flush_run(x4_run *r) {
     if (n == 0) return NULL;
     size_t cap = n;
     for (size_t k = 0; k < n; k++) cap += r->st[r->pend[k]].ndependents;
-    batch_ctx *b = malloc(sizeof *b + cap * sizeof b->idx[0]);
+    batch_ctx *b = batch_new(r, cap);
     if (!b) {
         run_kill(r, "out of memory");
         return NULL;
     }
-    b->text = NULL;
-    b->finish = 0;
     b->nsucc = n;
-    b->nstart = 0;
     memcpy(b->idx, r->pend, n * sizeof *r->pend);
     if (!r->failed && !r->finishing && !e->stopping) {
         for (size_t k = 0; k < n; k++) {
@@ -960,9 +968,7 @@ static batch_ctx *flush_run(x4_run *r) {
             }
         }
     }
-    b->c.run = r;
     b->c.idx = b->idx[0];
-    run_ref(r);
     json_t *batch = json_array();
     for (size_t k = 0; k < n; k++) {
         size_t i = b->idx[k];
