@@ -369,6 +369,21 @@ static void job_plan(plan_job *j) {
 
 static void cache_get(plan_job *j);
 
+/* A cached "<planner>\n<plan json>" for job j: if it is still valid against the catalog the
+ * workflow is stored with it and j is done (1); else 0. from_redis: also kept in the
+ * process's copy. */
+static int job_take_cached(plan_job *j, const char *text, size_t len, int from_redis) {
+    char planner[80];
+    x4_plan *plan = cached_plan(j->e, text, len, j->max_cost, planner);
+    if (!plan) return 0;
+    if (from_redis) l1_put(j->key, text, len);
+    if (j->lock_owned) lock_release(j->e, j->key);
+    store_plan_cached(j->e, j->id, plan, planner, NULL, 0, j->t0_ns);
+    x4_plan_free(plan);
+    job_free(j);
+    return 1;
+}
+
 static void on_poll_timer(uv_timer_t *t) {
     plan_job *j = t->data;
     uv_close((uv_handle_t *)t, (uv_close_cb)free);
@@ -384,19 +399,9 @@ static void on_poll_timer(uv_timer_t *t) {
  * before may have stored it and let go between our miss and our SET NX. */
 static void on_locked_get(redisReply *reply, const char *err, void *ud) {
     plan_job *j = ud;
-    x4_engine *e = j->e;
-    if (!err && reply && reply->type == REDIS_REPLY_STRING && !e->stopping) {
-        char planner[80];
-        x4_plan *plan = cached_plan(e, reply->str, reply->len, j->max_cost, planner);
-        if (plan) {
-            l1_put(j->key, reply->str, reply->len);
-            lock_release(e, j->key);
-            store_plan_cached(e, j->id, plan, planner, NULL, 0, j->t0_ns);
-            x4_plan_free(plan);
-            job_free(j);
-            return;
-        }
-    }
+    if (!err && reply && reply->type == REDIS_REPLY_STRING && !j->e->stopping &&
+        job_take_cached(j, reply->str, reply->len, 1))
+        return;
     job_plan(j);
 }
 
@@ -436,18 +441,8 @@ static void on_lock(redisReply *reply, const char *err, void *ud) {
 static void on_cached(redisReply *reply, const char *err, void *ud) {
     plan_job *j = ud;
     x4_engine *e = j->e;
-    if (!err && reply && reply->type == REDIS_REPLY_STRING) {
-        /* "<planner>\n<plan json>": validated again against the current catalog */
-        char planner[80];
-        x4_plan *plan = cached_plan(e, reply->str, reply->len, j->max_cost, planner);
-        if (plan) l1_put(j->key, reply->str, reply->len);
-        if (plan) {
-            store_plan_cached(e, j->id, plan, planner, NULL, 0, j->t0_ns);
-            x4_plan_free(plan);
-            job_free(j);
-            return;
-        }
-    }
+    /* "<planner>\n<plan json>": validated again against the current catalog */
+    if (!err && reply && reply->type == REDIS_REPLY_STRING && job_take_cached(j, reply->str, reply->len, 1)) return;
     if (err || !e->bus) { /* no Redis */
         j->key[0] = 0;
         job_plan(j);
@@ -535,16 +530,7 @@ static void cache_get(plan_job *j) {
     x4_engine *e = j->e;
     size_t len;
     const char *text = j->key[0] ? l1_get(j->key, &len) : NULL;
-    if (text) {
-        char planner[80];
-        x4_plan *plan = cached_plan(e, text, len, j->max_cost, planner);
-        if (plan) {
-            store_plan_cached(e, j->id, plan, planner, NULL, 0, j->t0_ns);
-            x4_plan_free(plan);
-            job_free(j);
-            return;
-        }
-    }
+    if (text && job_take_cached(j, text, len, 0)) return;
     if (!j->key[0] || !e->bus || !x4_bus_healthy(e->bus)) {
         j->key[0] = 0;
         job_plan(j);
